@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both create .venv on first use and install the package with everything it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test synth lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[infra,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rdsmigrate demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+synth: $(STAMP)
+	$(PY) app.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests app.py
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,233 @@
+"""The ``rdsmigrate`` command line: parses and validates options, runs a phase, renders its result.
+
+Exit codes: 0 success, 1 verification found differences, 2 a user or environment error,
+3 an internal error. Results go to stdout (``--json`` for machines); progress and messages go to
+stderr. No password reaches either: endpoints describe themselves as ``user@host:port/db``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Protocol, TypeVar
+
+import pydantic
+import typer
+
+from rdsmigrate.db.connect import Endpoint, redact_secrets
+from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, RdsMigrateError
+from rdsmigrate.progress import Reporter
+from rdsmigrate.settings import CopyOptions, Selection, VerifyOptions
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Move a PostgreSQL database to Amazon RDS (or any PostgreSQL) without losing a row.",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = False
+
+
+class Renderable(Protocol):
+    def render(self, reporter: Reporter) -> None: ...
+    def model_dump_json(self, *, indent: int | None = None) -> str: ...
+
+
+def handled(func: F) -> F:
+    """Turn our errors into one line and an exit code; anything else is a bug (exit 3)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RdsMigrateError as exc:
+            typer.echo(f"error: {redact_secrets(str(exc))}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                for e in exc.errors()
+            )
+            typer.echo(f"error: {problems}", err=True)
+            raise typer.Exit(EXIT_USER) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if _debug:
+                traceback.print_exc()
+            typer.echo(
+                f"internal error: {type(exc).__name__}: {redact_secrets(str(exc))} "
+                "(this is a bug; rerun with --debug for a traceback)",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(result: Renderable, as_json: bool, reporter: Reporter) -> None:
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        result.render(reporter)
+
+
+SourceOpt = Annotated[
+    str | None,
+    typer.Option("--source", "-s", envvar="RDSMIGRATE_SOURCE", show_envvar=True,
+                 help="Source: libpq connection string or postgresql:// URL."),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", "-t", envvar="RDSMIGRATE_TARGET", show_envvar=True,
+                 help="Target: libpq connection string or postgresql:// URL."),
+]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers.")]
+SchemaOpt = Annotated[
+    list[str] | None, typer.Option("--schema", "-n", help="Only this schema (repeatable).")
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude-table", "-T", help="Skip this table: NAME or SCHEMA.NAME, wildcards allowed (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _endpoints(source: str | None, target: str | None) -> tuple[Endpoint, Endpoint]:
+    return (
+        Endpoint.parse("source", source, "RDSMIGRATE_SOURCE"),
+        Endpoint.parse("target", target, "RDSMIGRATE_TARGET"),
+    )
+
+
+def _selection(schema: list[str] | None, exclude: list[str] | None) -> Selection:
+    return Selection(schemas=tuple(schema or ()), exclude_tables=tuple(exclude or ()))
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+@app.command()
+@handled
+def preflight(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    schema: SchemaOpt = None,
+    exclude_table: ExcludeOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check both databases before anything is written; exit 2 when something blocks the copy.
+
+    Reads only: versions, privileges, emptiness of the target, extensions, keys, large objects,
+    database-level settings, size and an estimate of the copy time.
+    """
+    from rdsmigrate import preflight as phase
+
+    src, tgt = _endpoints(source, target)
+    reporter = Reporter(quiet=quiet or as_json)
+    report = phase.run(src, tgt, CopyOptions(selection=_selection(schema, exclude_table)))
+    emit(report, as_json, reporter)
+    if report.blockers:
+        raise typer.Exit(EXIT_USER)
+
+
+@app.command()
+@handled
+def copy(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    jobs: JobsOpt = 4,
+    schema: SchemaOpt = None,
+    exclude_table: ExcludeOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted copy: keep finished tables, recopy the rest.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Drop the target's objects that the copy recreates instead of refusing a non-empty target.")] = False,
+    roles: Annotated[bool, typer.Option("--roles", help="Also create the source's roles on the target (without passwords).")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (default: .rdsmigrate/copy-report.json).")] = None,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Where progress is recorded for --resume.")] = Path(".rdsmigrate"),
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy schema and data from one consistent snapshot of the source, in parallel.
+
+    Guarantees every table, sequence, large object, materialized view and database-level setting
+    arrives as of one instant of the source. Does not keep the target in sync afterwards.
+    """
+    from rdsmigrate import copy as phase
+
+    src, tgt = _endpoints(source, target)
+    options = CopyOptions(
+        jobs=jobs, selection=_selection(schema, exclude_table), resume=resume, replace=replace,
+        roles=roles, report_path=report, state_dir=state_dir,
+    )
+    reporter = Reporter(quiet=quiet or as_json)
+    result = phase.run(src, tgt, options, reporter)
+    emit(result, as_json, reporter)
+
+
+@app.command()
+@handled
+def verify(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    jobs: JobsOpt = 4,
+    schema: SchemaOpt = None,
+    exclude_table: ExcludeOpt = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per checksummed key range.")] = 100_000,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Prove both databases hold the same rows: per-range counts and checksums, computed on each
+    server in parallel; sequences and large objects too. Exit 1 when anything differs."""
+    from rdsmigrate import verify as phase
+    from rdsmigrate.errors import EXIT_DIFFERENCES
+
+    src, tgt = _endpoints(source, target)
+    options = VerifyOptions(jobs=jobs, selection=_selection(schema, exclude_table), chunk_rows=chunk_rows)
+    reporter = Reporter(quiet=quiet or as_json)
+    result = phase.run(src, tgt, options, reporter)
+    emit(result, as_json, reporter)
+    if not result.identical:
+        raise typer.Exit(EXIT_DIFFERENCES)
+
+
+@app.command()
+@handled
+def demo(
+    scale: Annotated[int, typer.Option("--scale", min=1, max=1000, help="Size of the sample payments database (1 = about 100k rows).")] = 1,
+    jobs: JobsOpt = 4,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave both clusters running and print how to reach them.")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole path on two throwaway local clusters: build a payments database, preflight,
+    copy, verify, and summarize. Needs no AWS and no arguments."""
+    from rdsmigrate import demo as phase
+
+    reporter = Reporter(quiet=quiet or as_json)
+    result = phase.run(scale=scale, jobs=jobs, keep=keep, reporter=reporter)
+    emit(result, as_json, reporter)
+
+
+def main() -> None:
+    os.environ.setdefault("PGAPPNAME", "rdsmigrate")
+    app()
+
+
+if __name__ == "__main__":
+    main()

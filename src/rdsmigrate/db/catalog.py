@@ -1,0 +1,279 @@
+"""The one place that knows how to list what a database holds.
+
+Everything the phases move or compare (tables, sequences, extensions, large objects,
+database-level settings) is read here from the system catalogs, so ``copy``, ``verify`` and
+``preflight`` always agree on what "every table" means: ordinary and unlogged tables including
+partition leaves and inheritance children (whose rows ``COPY tbl`` reads without descending), but
+not partitioned parents (they hold no rows), not views, foreign tables, temporary tables, system
+schemas, or objects that belong to an extension (``CREATE EXTENSION`` recreates those).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+# Relations that belong to an extension are created by CREATE EXTENSION on the target.
+_NOT_EXTENSION_MEMBER = """
+    NOT EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+_USER_SCHEMA = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    generated: bool
+    """A stored generated column: the target computes it, so it is never copied."""
+
+
+@dataclass(frozen=True)
+class Table:
+    oid: int
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    """Primary key columns, else those of a unique index on NOT NULL columns, else empty."""
+    key_types: tuple[str, ...]
+    replica_identity: str
+    """pg_class.relreplident: d (default, the primary key), n (nothing), f (full), i (index)."""
+    has_replica_identity_index: bool
+    has_primary_key: bool
+    partition_of: str | None
+    """Qualified name of the partitioned root when this table is a partition leaf."""
+    est_rows: int
+    bytes: int
+    """On-disk size of the heap and its TOAST, without indexes."""
+
+    @property
+    def qualified(self) -> str:
+        """``schema.name`` as written by people; for SQL use :attr:`ident`."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def copy_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.generated)
+
+    @property
+    def column_list(self) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(c.name) for c in self.copy_columns)
+
+    @property
+    def integer_key(self) -> str | None:
+        """The single integer key column that range splitting and chunked checksums use."""
+        if len(self.key) == 1 and self.key_types[0] in ("smallint", "integer", "bigint"):
+            return self.key[0]
+        return None
+
+    @property
+    def can_replicate_changes(self) -> bool:
+        """Whether logical replication can carry UPDATE and DELETE for this table."""
+        if self.replica_identity == "f":
+            return True
+        if self.replica_identity == "i":
+            return self.has_replica_identity_index
+        if self.replica_identity == "d":
+            return self.has_primary_key
+        return False
+
+
+_TABLES_SQL = f"""
+SELECT c.oid::int8, n.nspname, c.relname, c.relreplident::text,
+       c.reltuples::int8 AS est_rows,
+       pg_table_size(c.oid) AS bytes,
+       (SELECT pn.nspname || '.' || pc.relname
+          FROM pg_partition_root(c.oid) r(oid) JOIN pg_class pc ON pc.oid = r.oid
+          JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+         WHERE c.relispartition) AS partition_of,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+   AND {_USER_SCHEMA}
+   AND {_NOT_EXTENSION_MEMBER}
+ ORDER BY n.nspname, c.relname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid::int8, a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
+  FROM pg_attribute a
+ WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attrelid, a.attnum
+"""
+
+# Primary key first, then the smallest unique index over NOT NULL, non-expression columns.
+_KEYS_SQL = """
+SELECT DISTINCT ON (i.indrelid) i.indrelid::int8, i.indisprimary,
+       array_agg(a.attname ORDER BY k.ord) AS cols,
+       array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord) AS types
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = ANY(%s::oid[]) AND i.indisunique AND i.indisvalid
+   AND i.indpred IS NULL AND i.indexprs IS NULL
+ GROUP BY i.indrelid, i.indexrelid, i.indisprimary, i.indnkeyatts
+HAVING bool_and(a.attnotnull) AND count(*) = i.indnkeyatts
+ ORDER BY i.indrelid, i.indisprimary DESC, count(*), i.indexrelid
+"""
+
+
+def list_tables(
+    conn: psycopg.Connection[Any],
+    schemas: Seq[str] = (),
+    exclude: Seq[str] = (),
+) -> list[Table]:
+    """Every table holding rows, optionally limited to ``schemas`` and minus ``exclude``.
+
+    ``exclude`` entries are ``schema.table`` or ``table`` and may use shell wildcards.
+    """
+    rows = conn.execute(_TABLES_SQL).fetchall()
+    rows = [r for r in rows if _selected(r[1], r[2], schemas, exclude)]
+    oids = [r[0] for r in rows]
+    columns: dict[int, list[Column]] = {oid: [] for oid in oids}
+    for oid, name, typ, generated in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
+        columns[oid].append(Column(name, typ, generated))
+    keys: dict[int, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
+    for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]).fetchall():
+        keys[oid] = (primary, tuple(cols), tuple(types))
+    tables = []
+    for oid, schema, name, replident, est_rows, size, partition_of, has_ri in rows:
+        primary, key, key_types = keys.get(oid, (False, (), ()))
+        table = Table(
+            oid=oid, schema=schema, name=name, columns=tuple(columns[oid]), key=key,
+            key_types=key_types, replica_identity=replident, has_replica_identity_index=has_ri,
+            has_primary_key=primary, partition_of=partition_of, est_rows=max(int(est_rows), 0), bytes=int(size),
+        )
+        tables.append(table)
+    return tables
+
+
+def _selected(schema: str, name: str, schemas: Seq[str], exclude: Seq[str]) -> bool:
+    if schemas and schema not in schemas:
+        return False
+    for pattern in exclude:
+        target = f"{schema}.{name}" if "." in pattern else name
+        if fnmatch.fnmatchcase(target, pattern):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Sequence:
+    schema: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+
+def list_sequences(conn: psycopg.Connection[Any], schemas: Seq[str] = ()) -> list[Sequence]:
+    """Every sequence, owned by a column or not (identity columns' included)."""
+    rows = conn.execute(
+        f"""
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'S' AND {_USER_SCHEMA} AND {_NOT_EXTENSION_MEMBER}
+         ORDER BY 1, 2
+        """
+    ).fetchall()
+    return [Sequence(s, n) for s, n in rows if not schemas or s in schemas]
+
+
+def sequence_state(conn: psycopg.Connection[Any], seq: Sequence) -> tuple[int, bool]:
+    """``(last_value, is_called)``: the pair ``setval`` needs to reproduce the sequence."""
+    row = conn.execute(
+        sql.SQL("SELECT last_value, is_called FROM {}").format(seq.ident)
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), bool(row[1])
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    version: str
+    schema: str
+
+
+def list_extensions(conn: psycopg.Connection[Any]) -> list[Extension]:
+    rows = conn.execute(
+        """SELECT e.extname, e.extversion, n.nspname FROM pg_extension e
+           JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1"""
+    ).fetchall()
+    return [Extension(*r) for r in rows]
+
+
+def available_extensions(conn: psycopg.Connection[Any]) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
+
+
+def large_object_count(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class DatabaseSetting:
+    """A ``ALTER DATABASE [..] SET`` entry; ``role`` is set for ``ALTER ROLE .. IN DATABASE``."""
+
+    role: str | None
+    name: str
+    value: str
+
+
+def database_settings(conn: psycopg.Connection[Any]) -> list[DatabaseSetting]:
+    """Per-database settings, which ``pg_dump`` without ``--create`` silently drops."""
+    rows = conn.execute(
+        """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s
+           JOIN pg_database d ON d.oid = s.setdatabase
+           LEFT JOIN pg_roles r ON r.oid = s.setrole
+           WHERE d.datname = current_database() ORDER BY 1 NULLS FIRST"""
+    ).fetchall()
+    out = []
+    for role, config in rows:
+        for item in config or []:
+            name, _, value = item.partition("=")
+            out.append(DatabaseSetting(role, name, value))
+    return out
+
+
+def database_size(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
+def user_relation_count(conn: psycopg.Connection[Any]) -> int:
+    """Tables, views, sequences, types and functions created by users: 0 means empty."""
+    row = conn.execute(
+        f"""
+        SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r','p','v','m','S','f') AND {_USER_SCHEMA}
+                   AND {_NOT_EXTENSION_MEMBER})
+             + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE {_USER_SCHEMA}
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                   AND d.objid = p.oid AND d.deptype = 'e'))
+        """
+    ).fetchone()
+    return int(row[0]) if row else 0

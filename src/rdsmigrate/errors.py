@@ -1,0 +1,30 @@
+"""Errors the CLI turns into exit codes.
+
+0 success, 1 verification found differences, 2 a user or environment error (the message names
+the problem and the fix), 3 an internal error (a bug: the CLI shows a traceback with --debug).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DIFFERENCES = 1
+EXIT_USER = 2
+EXIT_INTERNAL = 3
+
+
+class RdsMigrateError(Exception):
+    """Base of the errors we raise on purpose."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UserError(RdsMigrateError):
+    """Bad input or environment: one line, naming the problem and the fix."""
+
+    exit_code = EXIT_USER
+
+
+class DifferencesFound(RdsMigrateError):
+    """Verification found source and target differ."""
+
+    exit_code = EXIT_DIFFERENCES

@@ -1,0 +1,41 @@
+"""Typed options of each command, validated once at the edge (the CLI) before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A table bigger than this is split into ranges so several workers can share it.
+DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024
+
+
+class Selection(BaseModel):
+    """Which tables a command works on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schemas: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
+
+
+class CopyOptions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    jobs: int = Field(default=4, ge=1, le=64)
+    selection: Selection = Selection()
+    resume: bool = False
+    replace: bool = False
+    """Drop and recreate the target's objects of the same name instead of refusing a non-empty target."""
+    roles: bool = False
+    report_path: Path | None = None
+    state_dir: Path = Path(".rdsmigrate")
+    split_bytes: int = Field(default=DEFAULT_SPLIT_BYTES, ge=1)
+
+
+class VerifyOptions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    jobs: int = Field(default=4, ge=1, le=64)
+    selection: Selection = Selection()
+    chunk_rows: int = Field(default=100_000, ge=1)
