@@ -8,6 +8,7 @@ installation's ``pg_restore`` and ``psql`` so the archive format always matches.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -85,21 +86,36 @@ def embedded_bindir() -> Path | None:
 def _major(bindir: Path) -> int:
     out = subprocess.run([str(bindir / "pg_dump"), "--version"], capture_output=True, text=True,
                          check=True).stdout
-    match = re.search(r"(\d+)(?:\.\d+)?", out.split(")")[-1])
+    # "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> 15
+    match = re.search(r"\)\s+(\d+)", out)
     assert match, out
     return int(match.group(1))
 
 
+BINDIR_ENV = "RDSMIGRATE_PG_BINDIR"
+
+
 def client_tools(source_major: int) -> ClientTools:
-    """The oldest installed client programs able to dump a ``source_major`` server."""
-    options = sorted((_major(d), d) for d in _candidate_bindirs())
+    """The oldest installed client programs able to dump a ``source_major`` server.
+
+    ``RDSMIGRATE_PG_BINDIR`` names one directory of client programs to use instead of searching.
+    """
+    forced = os.environ.get(BINDIR_ENV)
+    if forced:
+        if not (Path(forced) / "pg_dump").exists():
+            raise UserError(f"{BINDIR_ENV}={forced} holds no pg_dump: point it at a PostgreSQL bin directory")
+        dirs = [Path(forced)]
+    else:
+        dirs = _candidate_bindirs()
+    options = sorted((_major(d), d) for d in dirs)
     for major, bindir in options:
         if major >= source_major:
             return ClientTools(bindir=bindir, major=major)
     have = ", ".join(str(m) for m, _ in options) or "none"
     raise UserError(
         f"pg_dump {source_major} or newer is needed for a PostgreSQL {source_major} source "
-        f"(installed: {have}): install postgresql-client-{source_major} or newer"
+        f"(found: {have}): install postgresql-client-{source_major} or newer"
+        + (f", or unset {BINDIR_ENV}" if forced else "")
     )
 
 
