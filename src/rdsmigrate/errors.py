@@ -28,3 +28,9 @@ class DifferencesFound(RdsMigrateError):
     """Verification found source and target differ."""
 
     exit_code = EXIT_DIFFERENCES
+
+
+class Interrupted(RdsMigrateError):
+    """The user stopped the command (Ctrl-C or SIGTERM); the message says what state remains."""
+
+    exit_code = 130

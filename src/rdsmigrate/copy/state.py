@@ -1,0 +1,80 @@
+"""What a copy has finished, recorded durably so that ``copy --resume`` can continue it.
+
+One JSON object per line, appended and fsync'ed as each step finishes: a crash or SIGKILL loses at
+most the step in flight, which ``--resume`` then redoes. The schema archive sits beside it, so a
+resumed copy builds the same indexes and constraints as the first run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.errors import UserError
+
+
+class CopyState:
+    def __init__(self, path: Path, events: list[dict[str, Any]]) -> None:
+        self.path = path
+        self.events = events
+
+    @classmethod
+    def location(cls, state_dir: Path, target: Endpoint) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{target.host}_{target.port}_{target.dbname}")
+        return state_dir / f"copy-{stem}.jsonl"
+
+    @classmethod
+    def open(cls, state_dir: Path, source: Endpoint, target: Endpoint, *, resume: bool) -> CopyState:
+        path = cls.location(state_dir, target)
+        events = cls._read(path) if path.exists() else []
+        finished = any(e["event"] == "finished" for e in events)
+        if resume:
+            if not events:
+                raise UserError(f"nothing to resume for target {target.describe()}: no record at "
+                                f"{path}; run copy without --resume")
+            if finished:
+                raise UserError(f"the copy to {target.describe()} recorded at {path} already "
+                                "finished: nothing to resume")
+            recorded = events[0].get("source")
+            if recorded != source.describe():
+                raise UserError(f"the interrupted copy at {path} read from {recorded}, not "
+                                f"{source.describe()}: resume with the same --source")
+            return cls(path, events)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state = cls(path, [])
+        path.write_text("")
+        state.record("start", source=source.describe(), target=target.describe())
+        return state
+
+    @staticmethod
+    def _read(path: Path) -> list[dict[str, Any]]:
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line torn by a crash: everything before it is intact
+        return events
+
+    def record(self, event: str, **data: Any) -> None:
+        entry = {"event": event, "at": time.time(), **data}
+        self.events.append(entry)
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def has(self, event: str) -> bool:
+        return any(e["event"] == event for e in self.events)
+
+    def finished_tables(self) -> dict[str, dict[str, Any]]:
+        return {e["table"]: e for e in self.events if e["event"] == "table"}
+
+    @property
+    def archive_path(self) -> Path:
+        return self.path.with_suffix(".schema.dump")

@@ -1,0 +1,262 @@
+"""Schema transfer with the real tools: ``pg_dump --schema-only`` once, restored in two halves.
+
+The pre-data half (types, tables, functions, views) goes in before the rows; the post-data half
+(indexes, constraints, foreign keys, triggers) after them, built by ``pg_restore -j`` in parallel.
+Loading into tables without indexes, foreign keys or triggers is what makes the copy fast and
+keeps triggers from firing and constraints from being checked row by row.
+
+What ``pg_dump`` without ``--create`` drops is carried over here too: the database-level settings
+(``ALTER DATABASE .. SET``) and the database comment. Roles are cluster-level and only copied with
+``--roles`` (without passwords); otherwise ownership and grants are left to the target user,
+because restoring them would fail on every role the target does not have.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rdsmigrate.db import catalog
+from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.db.tools import ClientTools
+from rdsmigrate.errors import UserError
+from rdsmigrate.settings import Selection
+
+# GUCs whose value is a list of names: each element must be quoted on its own, as pg_dump does.
+_LIST_GUCS = {"search_path", "temp_tablespaces", "local_preload_libraries",
+              "session_preload_libraries", "shared_preload_libraries"}
+
+# Errors that only mean "this object exists already": expected when post-data is re-run by
+# --resume after a crash in the middle of it.
+_ALREADY_EXISTS = re.compile(r"already exists|multiple primary keys", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SchemaArchive:
+    """A schema-only custom-format dump of the source, as of the copy's snapshot."""
+
+    path: Path
+    tools: ClientTools
+
+    def toc(self) -> list[str]:
+        out = subprocess.run([self.tools.path("pg_restore"), "-l", str(self.path)],
+                             capture_output=True, text=True, check=True).stdout
+        return out.splitlines()
+
+
+def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: Selection,
+         workdir: Path) -> SchemaArchive:
+    """``pg_dump --schema-only`` as of ``snapshot``, so schema and rows describe one instant."""
+    path = workdir / "schema.dump"
+    args = ["--schema-only", "--format=custom", "--file", str(path), "--no-sync"]
+    if snapshot:
+        args += ["--snapshot", snapshot]
+    for schema in selection.schemas:
+        args += ["--schema", schema]
+    for table in selection.exclude_tables:
+        args += ["--exclude-table", table]
+    tools.run("pg_dump", args, source, what="dumping the schema")
+    return SchemaArchive(path, tools)
+
+
+def _filtered_list(archive: SchemaArchive, workdir: Path, name: str, *, roles: bool) -> Path:
+    """A pg_restore TOC list without entries that cannot or should not be restored.
+
+    The ``public`` schema and ``plpgsql``'s comment exist on every target and belong to the
+    bootstrap superuser (on RDS, ``rdsadmin``): recreating or commenting them fails for anyone
+    else, and they carry nothing of the source's.
+    """
+    keep = []
+    for line in archive.toc():
+        if line.startswith(";") or not line.strip():
+            continue
+        if re.search(r" SCHEMA - public ", line) or re.search(r" COMMENT - SCHEMA public ", line):
+            continue
+        if " COMMENT - EXTENSION plpgsql" in line or " EXTENSION - plpgsql " in line:
+            continue
+        if not roles and re.search(r"\d+ \d+ \d+ (ACL|DEFAULT ACL) ", line):
+            continue
+        keep.append(line)
+    path = workdir / name
+    path.write_text("\n".join(keep) + "\n")
+    return path
+
+
+def _restore(archive: SchemaArchive, target: Endpoint, section: str, workdir: Path, *,
+             jobs: int = 1, roles: bool = False, tolerate_existing: bool = False) -> None:
+    listing = _filtered_list(archive, workdir, f"{section}.list", roles=roles)
+    args = [f"--section={section}", "--use-list", str(listing)]
+    if not roles:
+        args += ["--no-owner", "--no-privileges"]
+    if jobs > 1:
+        args += ["--jobs", str(jobs)]
+    args.append(str(archive.path))
+    proc = subprocess.run(
+        [archive.tools.path("pg_restore"), "--dbname", target.without_password(), *args],
+        env=target.client_env(), capture_output=True, text=True, check=False,
+    )
+    errors = [line for line in proc.stderr.splitlines()
+              if "error:" in line and "errors ignored on restore" not in line]
+    if tolerate_existing:
+        errors = [line for line in errors if not _ALREADY_EXISTS.search(line)]
+    if errors:
+        detail = target.redact(" | ".join(e.split("error:", 1)[1].strip() for e in errors[:3]))
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise UserError(
+            f"restoring the {section} schema on target {target.describe()} failed: {detail}{more}. "
+            "Fix the cause (a missing role or extension is the usual one: see rdsmigrate "
+            "preflight), then rerun with --resume"
+        )
+
+
+def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool) -> None:
+    _restore(archive, target, "pre-data", workdir, roles=roles)
+
+
+def restore_post_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, jobs: int,
+                      roles: bool, resuming: bool) -> None:
+    _restore(archive, target, "post-data", workdir, jobs=jobs, roles=roles,
+             tolerate_existing=resuming)
+
+
+def drop_existing(archive: SchemaArchive, target_conn: psycopg.Connection[Any]) -> int:
+    """Drop the target's objects that the archive recreates (``--replace``).
+
+    Uses the DROP statements ``pg_restore --clean --if-exists`` would run, which come in reverse
+    dependency order, so foreign keys and indexes go before their tables.
+    """
+    script = subprocess.run(
+        [archive.tools.path("pg_restore"), "--clean", "--if-exists", "--section=pre-data",
+         "--section=post-data", "--file", "-", str(archive.path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    statements = [s.strip() for s in _sql_statements(script)]
+    drops = [s for s in statements
+             if s.startswith("DROP ") or re.match(r"ALTER TABLE IF EXISTS .* DROP CONSTRAINT IF EXISTS", s, re.S)]
+    drops = [s for s in drops if s != "DROP SCHEMA IF EXISTS public"]
+    with target_conn.transaction():
+        for statement in drops:
+            target_conn.execute(statement.encode())
+    return len(drops)
+
+
+def _sql_statements(script: str) -> list[str]:
+    """Split pg_restore's plain output into statements (it writes one per line group, ';\\n')."""
+    body = "\n".join(line for line in script.splitlines()
+                     if not line.startswith("--") and not line.startswith("\\"))
+    return [s for s in re.split(r";\s*\n", body) if s.strip()]
+
+
+def copy_database_settings(source_conn: psycopg.Connection[Any],
+                           target_conn: psycopg.Connection[Any], target_db: str) -> int:
+    """``ALTER DATABASE/ROLE .. SET`` and the database comment, which pg_dump leaves behind."""
+    settings = catalog.database_settings(source_conn)
+    roles = {r[0] for r in target_conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    applied = 0
+    for s in settings:
+        value = _guc_value(s.name, s.value)
+        if s.role is None:
+            stmt = sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(target_db), sql.Identifier(s.name), value)
+        elif s.role in roles:
+            stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                sql.Identifier(s.role), sql.Identifier(target_db), sql.Identifier(s.name), value)
+        else:
+            continue
+        target_conn.execute(stmt)
+        applied += 1
+    row = source_conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+    ).fetchone()
+    if row and row[0]:
+        target_conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(target_db), sql.Literal(row[0])))
+    return applied
+
+
+def _guc_value(name: str, value: str) -> sql.Composable:
+    if name.lower() not in _LIST_GUCS:
+        return sql.Literal(value)
+    items = []
+    for raw in re.findall(r'\s*("(?:[^"]|"")*"|[^,]+)\s*(?:,|$)', value):
+        item = raw.strip()
+        if item.startswith('"') and item.endswith('"'):
+            item = item[1:-1].replace('""', '"')
+        items.append(sql.Literal(item))
+    return sql.SQL(", ").join(items)
+
+
+def copy_roles(tools: ClientTools, source: Endpoint, target_conn: psycopg.Connection[Any]) -> list[str]:
+    """Create the source's roles that the target lacks, without passwords (``--roles``)."""
+    existing = {r[0] for r in target_conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "roles.sql"
+        args = ["--roles-only", "--no-role-passwords", "--file", str(out)]
+        proc = subprocess.run(
+            [tools.path("pg_dumpall"), *args, "--dbname", source.without_password()],
+            env=source.client_env(), capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise UserError(f"pg_dumpall --roles-only failed on source {source.describe()}: "
+                            f"{source.redact(proc.stderr.strip()[:400])}")
+        script = out.read_text()
+    created = []
+    for statement in _sql_statements(script):
+        statement = statement.strip()
+        match = re.match(r'CREATE ROLE ("(?:[^"]|"")*"|\S+)', statement)
+        if not match:
+            continue
+        name = match.group(1).strip('"').replace('""', '"')
+        if name in existing or name.startswith("pg_") or name.startswith("rds"):
+            continue
+        target_conn.execute(statement.encode())
+        created.append(name)
+    # ALTER ROLE lines carry attributes (LOGIN, INHERIT ...) of the roles just created.
+    for statement in _sql_statements(script):
+        statement = statement.strip()
+        match = re.match(r'ALTER ROLE ("(?:[^"]|"")*"|\S+) WITH', statement)
+        if match and match.group(1).strip('"').replace('""', '"') in created:
+            cleaned = re.sub(r"\b(SUPERUSER|REPLICATION|BYPASSRLS)\b", lambda m: "NO" + m.group(1), statement)
+            target_conn.execute(cleaned.encode())
+    return created
+
+
+def refresh_materialized_views(source_conn: psycopg.Connection[Any],
+                               target_conn: psycopg.Connection[Any],
+                               schemas: Seq[str]) -> int:
+    """Populate the materialized views that are populated on the source.
+
+    A schema-only dump creates them ``WITH NO DATA``. Views can depend on each other, so failures
+    are retried until a pass makes no progress.
+    """
+    rows = source_conn.execute(
+        "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2"
+    ).fetchall()
+    pending = [(s, n) for s, n in rows if not schemas or s in schemas]
+    refreshed = 0
+    while pending:
+        failed: list[tuple[str, str]] = []
+        last_error: Exception | None = None
+        for schema_name, view in pending:
+            try:
+                with target_conn.transaction():
+                    target_conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(
+                        sql.Identifier(schema_name, view)))
+                refreshed += 1
+            except psycopg.Error as exc:
+                failed.append((schema_name, view))
+                last_error = exc
+        if len(failed) == len(pending):
+            names = ", ".join(f"{s}.{n}" for s, n in failed)
+            raise UserError(f"could not populate materialized views {names} on the target: "
+                            f"{last_error}")
+        pending = failed
+    return refreshed
