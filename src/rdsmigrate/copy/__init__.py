@@ -107,11 +107,13 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
             reporter.info(f"resume: {len(finished)} tables kept, {len(todo)} truncated and recopied")
 
         t0 = time.monotonic()
-        binary = source_major == target_major and _binary_safe(src_snap)
+        # Binary COPY formats are only guaranteed identical between servers of the same major.
+        binary = source_major == target_major
+        text_only = _text_only_tables(src_snap) if binary else set()
         units = plan(src_snap, todo, jobs=options.jobs, split_bytes=options.split_bytes,
                      source_major=source_major)
-        _copy_units(source, target, snap.snapshot_id, units, options.jobs, binary, state,
-                             reporter, run_number)
+        _copy_units(source, target, snap.snapshot_id, units, options.jobs, binary, text_only,
+                    state, reporter, run_number)
         phases["data"] = time.monotonic() - t0
 
         t0 = time.monotonic()
@@ -164,17 +166,28 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
     return result
 
 
-def _binary_safe(conn: psycopg.Connection[Any]) -> bool:
-    """Binary COPY needs send/receive functions for every column type (extension types may lack
-    them); it is only used between servers of the same major, where the formats are identical."""
-    row = conn.execute(
-        """SELECT bool_and(t.typsend <> 0 AND t.typreceive <> 0)
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-              AND n.nspname NOT IN ('pg_catalog', 'information_schema')"""
-    ).fetchone()
-    return bool(row and row[0] is not False)
+def _text_only_tables(conn: psycopg.Connection[Any]) -> set[int]:
+    """Tables that must travel in text COPY format even between servers of the same major.
+
+    OID-alias columns (regclass, regproc, regtype ...) hold OIDs, which name different objects on
+    the target: only their text form (a name) survives the move, as pg_dump knows. Types without
+    binary send/receive functions (some extensions') cannot use binary at all. Domains and arrays
+    are looked through to the type they are built on.
+    """
+    rows = conn.execute(
+        """WITH RECURSIVE base(attrelid, typid) AS (
+               SELECT a.attrelid, a.atttypid FROM pg_attribute a
+                JOIN pg_class c ON c.oid = a.attrelid
+               WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+             UNION
+               SELECT b.attrelid, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+                 FROM base b JOIN pg_type t ON t.oid = b.typid
+                WHERE t.typtype = 'd' OR (t.typelem <> 0 AND t.typcategory = 'A'))
+           SELECT DISTINCT b.attrelid::int8 FROM base b JOIN pg_type t ON t.oid = b.typid
+            WHERE t.typsend = 0 OR t.typreceive = 0
+               OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname LIKE 'reg%')"""
+    ).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 class _Workers:
@@ -186,9 +199,11 @@ class _Workers:
     """
 
     def __init__(self, source: Endpoint, target: Endpoint, snapshot_id: str, binary: bool,
-                 state: CopyState, reporter: Reporter, run_number: int, units: list[Unit]) -> None:
+                 text_only: set[int], state: CopyState, reporter: Reporter, run_number: int,
+                 units: list[Unit]) -> None:
         self.source, self.target, self.snapshot_id = source, target, snapshot_id
-        self.binary, self.state, self.reporter, self.run_number = binary, state, reporter, run_number
+        self.binary, self.text_only = binary, text_only
+        self.state, self.reporter, self.run_number = state, reporter, run_number
         self.queue: queue.Queue[Unit] = queue.Queue()
         for unit in units:
             self.queue.put(unit)
@@ -210,6 +225,11 @@ class _Workers:
                 self.conns += [src, tgt]
             with src, tgt:
                 snapshot.import_into(src, self.snapshot_id)
+                # Names in text output (regclass, regproc ...) come out fully qualified and are
+                # read back exactly, whatever search_path either database sets.
+                src.execute("SET LOCAL search_path = ''")
+                tgt.execute("SET search_path = ''")
+                tgt.commit()
                 while not self.stop.is_set():
                     try:
                         unit = self.queue.get_nowait()
@@ -226,8 +246,9 @@ class _Workers:
     def _one(self, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: Unit) -> None:
         task = self.reporter.task(unit.name, unit.est_bytes)
         t0 = time.monotonic()
+        binary = self.binary and unit.table.oid not in self.text_only
         try:
-            rows = copy_unit(src, tgt, unit, self.binary, task, self.stop)
+            rows = copy_unit(src, tgt, unit, binary, task, self.stop)
             tgt.commit()
         finally:
             task.done()
@@ -240,7 +261,7 @@ class _Workers:
             self.pending[name] -= 1
             table_done = self.pending[name] == 0
         if table_done:
-            method = ("binary" if self.binary else "text") + (
+            method = ("binary" if binary else "text") + (
                 f", {unit.of} ranges by {unit.label.split()[0]}" if unit.of > 1 else "")
             self.state.record("table", table=name, rows=int(total[0]), bytes=int(total[1]),
                               seconds=round(total[2], 3), method=method, run=self.run_number)
@@ -256,10 +277,12 @@ class _Workers:
 
 
 def _copy_units(source: Endpoint, target: Endpoint, snapshot_id: str, units: list[Unit], jobs: int,
-                binary: bool, state: CopyState, reporter: Reporter, run_number: int) -> list[str]:
+                binary: bool, text_only: set[int], state: CopyState, reporter: Reporter,
+                run_number: int) -> list[str]:
     if not units:
         return []
-    workers = _Workers(source, target, snapshot_id, binary, state, reporter, run_number, units)
+    workers = _Workers(source, target, snapshot_id, binary, text_only, state, reporter, run_number,
+                       units)
     threads = [threading.Thread(target=workers.work, name=f"copy-{i}", daemon=True)
                for i in range(min(jobs, len(units)))]
     total_bytes = sum(u.est_bytes for u in units)
