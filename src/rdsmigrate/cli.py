@@ -160,6 +160,7 @@ def copy(
     roles: Annotated[bool, typer.Option("--roles", help="Also create the source's roles on the target (without passwords).")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (default: .rdsmigrate/copy-report.json).")] = None,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where progress is recorded for --resume.")] = Path(".rdsmigrate"),
+    split_mb: Annotated[int, typer.Option("--split-mb", min=1, help="Split tables larger than this many MB into ranges shared by workers.")] = 256,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -173,7 +174,7 @@ def copy(
     src, tgt = _endpoints(source, target)
     options = CopyOptions(
         jobs=jobs, selection=_selection(schema, exclude_table), resume=resume, replace=replace,
-        roles=roles, report_path=report, state_dir=state_dir,
+        roles=roles, report_path=report, state_dir=state_dir, split_bytes=split_mb * 1024 * 1024,
     )
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)

@@ -31,6 +31,9 @@ class CopyOptions(BaseModel):
     report_path: Path | None = None
     state_dir: Path = Path(".rdsmigrate")
     split_bytes: int = Field(default=DEFAULT_SPLIT_BYTES, ge=1)
+    keep_slot: str | None = None
+    """Name of a persistent logical slot to create for the snapshot and leave in place, so that
+    replication (``sync``) streams changes from exactly the copy's instant."""
 
 
 class VerifyOptions(BaseModel):

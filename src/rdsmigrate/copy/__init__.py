@@ -68,7 +68,11 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         target_major = server_major(probe.info.server_version)
     tools = client_tools(source_major)
 
-    snap = snapshot.take(source, temporary=True)
+    snap = snapshot.take(source, slot_name=options.keep_slot, temporary=options.keep_slot is None)
+    if snap.fallback_reason and options.keep_slot:
+        snap.close()
+        raise UserError(f"replication cannot follow the copy: {snap.fallback_reason}; set "
+                        "wal_level=logical (on RDS: rds.logical_replication=1) and grant REPLICATION")
     if snap.fallback_reason:
         notes.append(f"snapshot exported with pg_export_snapshot(): {snap.fallback_reason}; "
                      "an online sync cannot follow this copy")
@@ -152,6 +156,8 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         source=source.describe(), target=target.describe(),
         snapshot=(f"logical replication slot {snap.slot_name} at {snap.consistent_lsn}"
                   if snap.slot_name else "pg_export_snapshot()"),
+        slot_name=snap.slot_name if options.keep_slot else None,
+        consistent_lsn=snap.consistent_lsn,
         jobs=options.jobs, tables=all_tables, sequences=n_seq, large_objects=n_lo,
         materialized_views=n_mv, database_settings=settings_applied, roles_created=roles_created,
         phases={k: round(v, 3) for k, v in phases.items()},

@@ -26,6 +26,10 @@ class CopyReport(BaseModel):
     target: str
     snapshot: str
     """How the consistent snapshot was taken: the replication slot, or the plain export."""
+    slot_name: str | None = None
+    """The persistent slot left for replication (``keep_slot``); None after a plain copy."""
+    consistent_lsn: str | None = None
+    """Source WAL position of the snapshot: replication starts exactly here."""
     jobs: int
     tables: list[TableCopy]
     sequences: int

@@ -1,0 +1,138 @@
+"""Interrupting `copy` and finishing it with `copy --resume`.
+
+The copy runs as a real subprocess of the installed CLI so that SIGKILL and SIGINT hit it the way
+they would hit a user's terminal session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rdsmigrate.localpg import LocalCluster
+from tests.dbcheck import assert_same
+
+pytestmark = [pytest.mark.pg, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "rdsmigrate.cli"]
+TABLES = 5
+
+
+def _fill(cluster: LocalCluster, db: str) -> None:
+    """Five tables of ~35 MB, so the data phase lasts long enough to be interrupted."""
+    with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+        for i in range(TABLES):
+            conn.execute(
+                f"CREATE TABLE t{i} (id bigint PRIMARY KEY, body text);"
+                f"INSERT INTO t{i} SELECT g, repeat(md5((g + {i})::text), 4)"
+                f"  FROM generate_series(1, 200000) g"
+            )
+        conn.execute("CREATE SEQUENCE s; SELECT setval('s', 77)")
+
+
+def _events(state_dir: Path) -> list[dict[str, object]]:
+    files = list(state_dir.glob("copy-*.jsonl"))
+    if not files:
+        return []
+    return [json.loads(line) for line in files[0].read_text().splitlines() if line.strip()]
+
+
+def _tables_done(state_dir: Path) -> int:
+    return sum(1 for e in _events(state_dir) if e["event"] == "table")
+
+
+def _start_copy(source: str, target: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Output goes to a file: a pipe nobody reads could fill up and stall the copy."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*CLI, "copy", "-s", source, "-t", target, "--jobs", "1", "--split-mb", "10",
+             "--state-dir", str(state_dir)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _wait_for(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def _slots(cluster: LocalCluster, db: str) -> list[str]:
+    with psycopg.connect(cluster.dsn(db)) as conn:
+        return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
+
+
+def test_sigkill_in_the_data_phase_then_resume_gives_identical_databases(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    _fill(pg_source, source_db)
+    state = tmp_path / "state"
+    src, tgt = pg_source.url(source_db), pg_target.url(target_db)
+    proc = _start_copy(src, tgt, state, tmp_path / "copy.log")
+    _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = _tables_done(state)
+    assert 1 <= done_before < TABLES, "the kill must land in the middle of the data phase"
+    # The killed copy's temporary slot went with its session: nothing holds WAL on the source.
+    _wait_for(lambda: _slots(pg_source, source_db) == [], timeout=10)
+
+    resumed = subprocess.run(
+        [*CLI, "copy", "-s", src, "-t", tgt, "--jobs", "2", "--state-dir", str(state), "--resume"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "different snapshots" in resumed.stderr
+    runs = {e["table"]: e["run"] for e in _events(state) if e["event"] == "table"}
+    assert sorted(runs.values()).count(1) == done_before and len(runs) == TABLES
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    verified = subprocess.run([*CLI, "verify", "-s", src, "-t", tgt, "--json"],
+                              capture_output=True, text=True, timeout=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["identical"] is True
+
+
+def test_ctrl_c_stops_the_workers_and_says_what_state_the_target_is_in(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    _fill(pg_source, source_db)
+    state = tmp_path / "state"
+    log = tmp_path / "copy.log"
+    proc = _start_copy(pg_source.url(source_db), pg_target.url(target_db), state, log)
+    _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    stderr = log.read_text()
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "tables are complete" in stderr
+    assert "Traceback" not in stderr
+    # The workers' queries were cancelled on both servers, not left running.
+    with psycopg.connect(pg_target.dsn(target_db)) as conn:
+        active = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rdsmigrate'"
+        ).fetchone()
+    assert active == (0,)
+    assert _tables_done(state) < TABLES
+
+
+def test_resume_without_an_interrupted_copy_is_a_clear_error(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [*CLI, "copy", "-s", pg_source.url(source_db), "-t", pg_target.url(target_db),
+         "--resume", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "nothing to resume" in result.stderr
