@@ -17,11 +17,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rdsmigrate demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-synth: $(STAMP)
-	$(PY) app.py
+# The pinned npm `aws-cdk` CLI (package-lock.json) for `cdk synth`/`cdk deploy`; npm ci is
+# re-run only when the lock file changes.
+NODE_STAMP := node_modules/.installed-stamp
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+# Writes cdk.out/RdsMigrationStack.template.json; needs no AWS credentials.
+synth: $(STAMP) $(NODE_STAMP)
+	CDK_DISABLE_VERSION_CHECK=1 node_modules/.bin/cdk synth --quiet --no-notices
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests app.py
