@@ -58,22 +58,57 @@ class Monitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
 
         specs = [
-            _AlarmSpec("CpuAlarm", "rds-cpu-high", "CPUUtilization", "Average",
-                       c.CPU_ALARM_PERCENT, _ABOVE, 2,
-                       f"Database CPU above {c.CPU_ALARM_PERCENT}% for 10 minutes"),
-            _AlarmSpec("StorageAlarm", "rds-storage-low", "FreeStorageSpace", "Minimum",
-                       c.FREE_STORAGE_ALARM_BYTES, _BELOW, 1,
-                       "Free storage below 10 GiB (autoscaling may have hit its maximum)"),
-            _AlarmSpec("ConnectionsAlarm", "rds-connections-high", "DatabaseConnections",
-                       "Maximum", connections_threshold, _ABOVE, 1,
-                       f"Connections above {connections_threshold} "
-                       f"({c.CONNECTIONS_ALARM_RATIO:.0%} of max_connections={c.MAX_CONNECTIONS})"),
-            _AlarmSpec("FreeableMemoryAlarm", "rds-memory-low", "FreeableMemory", "Minimum",
-                       c.FREEABLE_MEMORY_ALARM_BYTES, _BELOW, 2,
-                       "Freeable memory below 256 MiB: the instance is about to swap"),
-            _AlarmSpec("TransactionLogsAlarm", "rds-wal-disk-high", "TransactionLogsDiskUsage",
-                       "Maximum", c.TRANSACTION_LOGS_ALARM_BYTES, _ABOVE, 1,
-                       "WAL on disk above 10 GiB: a replication slot is probably stalled"),
+            _AlarmSpec(
+                "CpuAlarm",
+                "rds-cpu-high",
+                "CPUUtilization",
+                "Average",
+                c.CPU_ALARM_PERCENT,
+                _ABOVE,
+                2,
+                f"Database CPU above {c.CPU_ALARM_PERCENT}% for 10 minutes",
+            ),
+            _AlarmSpec(
+                "StorageAlarm",
+                "rds-storage-low",
+                "FreeStorageSpace",
+                "Minimum",
+                c.FREE_STORAGE_ALARM_BYTES,
+                _BELOW,
+                1,
+                "Free storage below 10 GiB (autoscaling may have hit its maximum)",
+            ),
+            _AlarmSpec(
+                "ConnectionsAlarm",
+                "rds-connections-high",
+                "DatabaseConnections",
+                "Maximum",
+                connections_threshold,
+                _ABOVE,
+                1,
+                f"Connections above {connections_threshold} "
+                f"({c.CONNECTIONS_ALARM_RATIO:.0%} of max_connections={c.MAX_CONNECTIONS})",
+            ),
+            _AlarmSpec(
+                "FreeableMemoryAlarm",
+                "rds-memory-low",
+                "FreeableMemory",
+                "Minimum",
+                c.FREEABLE_MEMORY_ALARM_BYTES,
+                _BELOW,
+                2,
+                "Freeable memory below 256 MiB: the instance is about to swap",
+            ),
+            _AlarmSpec(
+                "TransactionLogsAlarm",
+                "rds-wal-disk-high",
+                "TransactionLogsDiskUsage",
+                "Maximum",
+                c.TRANSACTION_LOGS_ALARM_BYTES,
+                _ABOVE,
+                1,
+                "WAL on disk above 10 GiB: a replication slot is probably stalled",
+            ),
         ]
         action = cloudwatch_actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []

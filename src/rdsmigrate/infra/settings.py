@@ -224,10 +224,14 @@ class StagingSettings(BaseModel):
                 f"{c.AVAILABILITY_ZONE_COUNT} zone names of {region}, e.g. {region}a,{region}b,{region}c"
             )
         if len(value) != c.AVAILABILITY_ZONE_COUNT or len(set(value)) != len(value):
-            raise ValueError(f"allowed: {c.AVAILABILITY_ZONE_COUNT} distinct zone names of {region}")
+            raise ValueError(
+                f"allowed: {c.AVAILABILITY_ZONE_COUNT} distinct zone names of {region}"
+            )
         for zone in value:
             if not re.fullmatch(re.escape(region) + r"[a-z]", zone):
-                raise ValueError(f"{zone} is not a zone of {region}; allowed: {region}a, {region}b, ...")
+                raise ValueError(
+                    f"{zone} is not a zone of {region}; allowed: {region}a, {region}b, ..."
+                )
         return value
 
     @field_validator("alarm_email")
@@ -252,8 +256,10 @@ class StagingSettings(BaseModel):
     @classmethod
     def _instance_class(cls, value: str) -> str:
         match = re.fullmatch(r"db\.([a-z0-9]+)\.([a-z0-9]+)", value)
-        if not match or match.group(1) not in c.INSTANCE_FAMILIES or (
-            match.group(2) not in c.INSTANCE_SIZES
+        if (
+            not match
+            or match.group(1) not in c.INSTANCE_FAMILIES
+            or (match.group(2) not in c.INSTANCE_SIZES)
         ):
             raise ValueError(
                 f"allowed: db.<family>.<size> with family one of {', '.join(c.INSTANCE_FAMILIES)}"
@@ -270,7 +276,9 @@ class StagingSettings(BaseModel):
     def _backup_window(cls, value: str) -> str:
         _, length = daily_window_minutes(value)
         if length < c.MIN_WINDOW_MINUTES:
-            raise ValueError(f"window shorter than {c.MIN_WINDOW_MINUTES} minutes; allowed: at least 30")
+            raise ValueError(
+                f"window shorter than {c.MIN_WINDOW_MINUTES} minutes; allowed: at least 30"
+            )
         return value
 
     @field_validator("maintenance_window")
@@ -278,7 +286,9 @@ class StagingSettings(BaseModel):
     def _maintenance_window(cls, value: str, info: ValidationInfo) -> str:
         _, length = weekly_window_minutes(value)
         if length < c.MIN_WINDOW_MINUTES:
-            raise ValueError(f"window shorter than {c.MIN_WINDOW_MINUTES} minutes; allowed: at least 30")
+            raise ValueError(
+                f"window shorter than {c.MIN_WINDOW_MINUTES} minutes; allowed: at least 30"
+            )
         backup = info.data.get("backup_window")
         if backup is not None and windows_overlap(backup, value):
             raise ValueError(
@@ -339,7 +349,9 @@ def database_subnet_cidrs(vpc_cidr: str) -> list[str]:
 
 def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
     error = exc.errors(include_url=False)[0]
+    aliases = {name: field.alias for name, field in StagingSettings.model_fields.items()}
     key = str(error["loc"][0]) if error["loc"] else "context"
+    key = aliases.get(key) or key  # defaults are reported under the Python field name
     value = raw.get(key, error.get("input"))
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"invalid context value {key}={json.dumps(value)}: {message}".replace("\n", " ")
