@@ -64,7 +64,8 @@ CASES = [
         "ddd:hh24:mi-ddd:hh24:mi",
     ),
     ({"engineVersion": "13.7"}, "engineVersion", '"13.7"', "14, 15, 16, 17, 18"),
-    ({"engineVersion": "17.99"}, "engineVersion", '"17.99"', "minor versions that aws-cdk-lib"),
+    ({"engineVersion": "17.99"}, "engineVersion", '"17.99"', "these minors: 14.22,"),
+    ({"engineVersion": "16.6"}, "engineVersion", '"16.6"', "16.13"),  # RDS deprecated 16.1-16.8
     ({"instanceClass": "db.t9.huge"}, "instanceClass", '"db.t9.huge"', "db.<family>.<size>"),
     ({"instanceClass": "t3.medium"}, "instanceClass", '"t3.medium"', "db.<family>.<size>"),
     ({"instanceClass": "db.t3.micro"}, "instanceClass", '"db.t3.micro"', "Performance Insights"),

@@ -103,15 +103,25 @@ def windows_overlap(backup: str, maintenance: str) -> bool:
     return False
 
 
+def _minor_key(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
 def _engine_versions() -> dict[str, rds.PostgresEngineVersion]:
-    """Full versions this aws-cdk-lib knows for the supported majors, keyed "17.9"."""
+    """Full versions aws-cdk-lib knows, from each major's pinned minor upwards ("17.9").
+
+    Older minors of a major are the ones RDS deprecates first (17.1-17.4, 16.1-16.8 can no
+    longer be created), so they are refused here rather than by CloudFormation mid-deploy.
+    """
     versions: dict[str, rds.PostgresEngineVersion] = {}
     for name in dir(rds.PostgresEngineVersion):
         match = re.fullmatch(r"VER_(\d+)_(\d+)", name)
-        if match and match.group(1) in c.DEFAULT_MINOR_FOR_MAJOR:
-            versions[f"{match.group(1)}.{match.group(2)}"] = getattr(
-                rds.PostgresEngineVersion, name
-            )
+        if not match or match.group(1) not in c.DEFAULT_MINOR_FOR_MAJOR:
+            continue
+        version = f"{match.group(1)}.{match.group(2)}"
+        if _minor_key(version) >= _minor_key(c.DEFAULT_MINOR_FOR_MAJOR[match.group(1)]):
+            versions[version] = getattr(rds.PostgresEngineVersion, name)
     return versions
 
 
@@ -247,8 +257,8 @@ class StagingSettings(BaseModel):
         value = c.DEFAULT_MINOR_FOR_MAJOR.get(value, value)
         if value not in _engine_versions():
             raise ValueError(
-                f"allowed: a PostgreSQL major ({', '.join(c.DEFAULT_MINOR_FOR_MAJOR)}) or one "
-                "of its minor versions that aws-cdk-lib knows, e.g. 17.9"
+                f"allowed: a PostgreSQL major ({', '.join(c.DEFAULT_MINOR_FOR_MAJOR)}) or one of "
+                f"these minors: {', '.join(sorted(_engine_versions(), key=_minor_key))}"
             )
         return value
 
