@@ -1,0 +1,293 @@
+"""The copy's orchestration: schema and rows from one consistent snapshot of the source.
+
+Order of work, and why:
+1. preflight, so nothing is written when something would block the copy;
+2. a snapshot exported by a (temporary) logical replication slot: schema, rows, sequences and
+   large objects all come from that one instant;
+3. pre-data schema (no indexes, constraints or triggers yet), database-level settings;
+4. rows: ``--jobs`` workers, largest units first, each finished table recorded durably;
+5. sequences and large objects; 6. post-data (indexes, constraints, triggers) with
+   ``pg_restore -j``; 7. materialized views populated.
+
+Guarantees: the target holds exactly the source's state at the snapshot. Does not: keep the
+target in sync afterwards (that is ``sync``), or copy roles' passwords.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rdsmigrate import preflight, schema
+from rdsmigrate.copy import objects, snapshot
+from rdsmigrate.copy.plan import Unit, plan
+from rdsmigrate.copy.report import CopyReport, TableCopy
+from rdsmigrate.copy.state import CopyState
+from rdsmigrate.copy.workers import Pool, totals_by_table
+from rdsmigrate.db import catalog
+from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.db.tools import ClientTools, client_tools, server_major
+from rdsmigrate.errors import Interrupted, UserError
+from rdsmigrate.progress import Reporter, Task
+from rdsmigrate.settings import CopyOptions
+
+DIFFERENT_SNAPSHOTS_NOTE = (
+    "tables copied in different runs come from different snapshots of the source: the result is "
+    "consistent only if the source was not written to between the runs"
+)
+
+
+def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Reporter) -> CopyReport:
+    started = time.monotonic()
+    check_options = options.model_copy(update={"replace": options.replace or options.resume})
+    preflight.require_ready(preflight.run(source, target, check_options))
+    state = CopyState.open(options.state_dir, source, target, resume=options.resume)
+    job = _CopyJob(source, target, options, reporter, state)
+    with connect(source, autocommit=True) as probe:
+        job.source_major = server_major(probe.info.server_version)
+    with connect(target, autocommit=True) as probe:
+        job.target_major = server_major(probe.info.server_version)
+    tools = client_tools(job.source_major)
+    snap = job.take_snapshot()
+    with snap, connect(target, autocommit=True) as tgt_admin, \
+            connect(source, autocommit=True) as src_snap:
+        snapshot.import_into(src_snap, snap.snapshot_id)
+        units, binary_ok = job.plan_rows(src_snap)
+        # Workers start now: they connect and import the snapshot while the schema goes in.
+        pool = job.pool(snap.snapshot_id, units, binary_ok)
+        pool.start()
+        try:
+            archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin)
+            job.truncate_unfinished(tgt_admin, units)
+            job.rows(pool, units)
+        finally:
+            pool.close()
+        job.sequences_and_large_objects(src_snap, tgt_admin)
+        job.schema_after_rows(archive)
+        with job.timed("materialized views"):
+            job.matviews = schema.refresh_materialized_views(src_snap, tgt_admin,
+                                                             options.selection.schemas)
+        src_snap.execute("COMMIT")
+    return job.report(snap, time.monotonic() - started)
+
+
+class _CopyJob:
+    """The steps of one copy, sharing its endpoints, options, progress and durable state."""
+
+    def __init__(self, source: Endpoint, target: Endpoint, options: CopyOptions,
+                 reporter: Reporter, state: CopyState) -> None:
+        self.source, self.target, self.options = source, target, options
+        self.reporter, self.state = reporter, state
+        self.phases: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.source_major = self.target_major = 0
+        self.run_number = 1 + sum(1 for e in state.events if e["event"] == "resume")
+        self.roles_created: list[str] = []
+        self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
+        if options.resume:
+            self.run_number += 1
+            state.record("resume")
+            self.notes.append(DIFFERENT_SNAPSHOTS_NOTE)
+            reporter.warn(DIFFERENT_SNAPSHOTS_NOTE)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - t0
+
+    def take_snapshot(self) -> snapshot.SourceSnapshot:
+        keep = self.options.keep_slot
+        snap = snapshot.take(self.source, slot_name=keep, temporary=keep is None)
+        if snap.fallback_reason and keep:
+            snap.close()
+            raise UserError(f"replication cannot follow the copy: {snap.fallback_reason}; set "
+                            "wal_level=logical (on RDS: rds.logical_replication=1) and grant "
+                            "REPLICATION")
+        if snap.fallback_reason:
+            self.notes.append(f"snapshot exported with pg_export_snapshot(): "
+                              f"{snap.fallback_reason}; an online sync cannot follow this copy")
+        return snap
+
+    def plan_rows(self, src_snap: psycopg.Connection[Any]) -> tuple[list[Unit], list[bool]]:
+        """Units for the tables not yet finished, largest first, and which may use binary."""
+        sel = self.options.selection
+        tables = catalog.list_tables(src_snap, sel.schemas, sel.exclude_tables)
+        finished = self.state.finished_tables()
+        todo = [t for t in tables if t.qualified not in finished]
+        units = plan(src_snap, todo, jobs=self.options.jobs, split_bytes=self.options.split_bytes,
+                     source_major=self.source_major)
+        # Binary COPY formats are only guaranteed identical between servers of the same major.
+        binary = self.source_major == self.target_major
+        text_only = _text_only_tables(src_snap) if binary else set()
+        return units, [binary and u.table.oid not in text_only for u in units]
+
+    def pool(self, snapshot_id: str, units: list[Unit], binary_ok: list[bool]) -> Pool:
+        totals = totals_by_table(units)
+        tasks: dict[int, Task] = {}
+
+        def on_progress(index: int, rows: int, nbytes: int) -> None:
+            task = tasks.get(index)
+            if task is None:
+                task = tasks[index] = self.reporter.task(units[index].name, units[index].est_bytes)
+            task.advance(rows, nbytes)
+
+        def on_unit_done(index: int, rows: int, nbytes: int, seconds: float) -> None:
+            unit = units[index]
+            task = tasks.pop(index, None) or self.reporter.task(unit.name, unit.est_bytes)
+            task.rows = rows
+            task.done()
+            total = totals[unit.table.qualified]
+            total.rows += rows
+            total.bytes += nbytes
+            total.seconds += seconds
+            total.pending -= 1
+            if total.pending == 0:
+                method = ("binary" if binary_ok[index] else "text") + (
+                    f", {unit.of} ranges by {unit.label.split()[0]}" if unit.of > 1 else "")
+                self.state.record("table", table=unit.table.qualified, rows=total.rows,
+                                  bytes=total.bytes, seconds=round(total.seconds, 3),
+                                  method=method, run=self.run_number)
+
+        return Pool(self.source, self.target, snapshot_id, units, binary_ok, self.options.jobs,
+                    on_progress, on_unit_done)
+
+    def schema_before_rows(self, tools: ClientTools, snapshot_id: str,
+                           src_snap: psycopg.Connection[Any],
+                           tgt_admin: psycopg.Connection[Any]) -> schema.SchemaArchive:
+        """Pre-data schema and database settings, unless a resumed run already did them."""
+        if self.state.has("pre-data"):
+            pre = next(e for e in self.state.events if e["event"] == "pre-data")
+            self.roles_created, self.settings_applied = pre.get("roles", []), pre.get("settings", 0)
+            return schema.SchemaArchive(self.state.archive_path, tools)
+        workdir = self.state.path.parent
+        with self.timed("schema"), self.reporter.phase("schema (pre-data)"):
+            dumped = schema.dump(tools, self.source, snapshot_id, self.options.selection, workdir)
+            shutil.move(str(dumped.path), self.state.archive_path)
+            archive = schema.SchemaArchive(self.state.archive_path, tools)
+            if self.options.roles:
+                self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
+            if self.options.replace or self.options.resume:
+                schema.drop_existing(archive, tgt_admin)
+            schema.restore_pre_data(archive, self.target, workdir, roles=self.options.roles)
+            self.settings_applied = schema.copy_database_settings(src_snap, tgt_admin,
+                                                                  self.target.dbname)
+        self.state.record("pre-data", roles=self.roles_created, settings=self.settings_applied)
+        return archive
+
+    def truncate_unfinished(self, tgt_admin: psycopg.Connection[Any], units: list[Unit]) -> None:
+        """A resumed run empties the tables an earlier run left half-copied."""
+        if not self.options.resume or not units or self.state.has("post-data-started"):
+            return
+        tables = {u.table.qualified: u.table for u in units}
+        with tgt_admin.transaction():
+            for table in tables.values():
+                tgt_admin.execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
+        self.reporter.info(f"resume: {len(self.state.finished_tables())} tables kept, "
+                           f"{len(tables)} truncated and recopied")
+
+    def rows(self, pool: Pool, units: list[Unit]) -> None:
+        total_bytes = sum(u.est_bytes for u in units)
+        label = f"data ({len(units)} units, {min(self.options.jobs, len(units))} jobs)"
+        with self.timed("data"), self.reporter.transfer(label, total_bytes):
+            try:
+                pool.go()
+            except KeyboardInterrupt:
+                done = len(self.state.finished_tables())
+                raise Interrupted(
+                    f"copy interrupted: {done} tables are complete and recorded in "
+                    f"{self.state.path}; the others hold partial rows and no indexes or "
+                    "constraints exist yet. Run the same command with --resume to finish, or "
+                    "drop the target database to discard it"
+                ) from None
+        if pool.errors:
+            index, kind, message = pool.errors[0]
+            where = f" in {units[index].name}" if index >= 0 else ""
+            text = (f"copying rows failed{where}: {self.target.redact(message)}. "
+                    f"{len(self.state.finished_tables())} tables are complete; fix the cause and "
+                    "rerun with --resume")
+            if kind == "user":
+                raise UserError(text)
+            raise RuntimeError(text)
+
+    def sequences_and_large_objects(self, src_snap: psycopg.Connection[Any],
+                                    tgt_admin: psycopg.Connection[Any]) -> None:
+        with self.timed("sequences+large objects"):
+            if not self.state.has("sequences"):
+                count = objects.copy_sequences(src_snap, tgt_admin, self.options.selection.schemas)
+                self.state.record("sequences", count=count)
+            if not self.state.has("large-objects"):
+                count, _ = objects.copy_large_objects(src_snap, tgt_admin, self.reporter)
+                self.state.record("large-objects", count=count)
+        events = {e["event"]: e for e in self.state.events}
+        self.sequences = events["sequences"]["count"]
+        self.large_objects = events["large-objects"]["count"]
+
+    def schema_after_rows(self, archive: schema.SchemaArchive) -> None:
+        if self.state.has("post-data"):
+            return
+        resuming = self.state.has("post-data-started")
+        self.state.record("post-data-started")
+        jobs = self.options.jobs
+        with self.timed("indexes+constraints"), self.reporter.phase(
+                f"schema (post-data: indexes, constraints, triggers; {jobs} jobs)"):
+            schema.restore_post_data(archive, self.target, self.state.path.parent, jobs=jobs,
+                                     roles=self.options.roles, resuming=resuming)
+        self.state.record("post-data")
+
+    def report(self, snap: snapshot.SourceSnapshot, elapsed: float) -> CopyReport:
+        tables = [TableCopy(**{k: v for k, v in e.items() if k in TableCopy.model_fields})
+                  for e in self.state.finished_tables().values()]
+        if not self.options.roles:
+            self.notes.append("objects are owned by the target user and source grants were not "
+                              "copied (use --roles to create the source's roles, without "
+                              "passwords, and keep them)")
+        result = CopyReport(
+            source=self.source.describe(), target=self.target.describe(),
+            snapshot=(f"logical replication slot {snap.slot_name} at {snap.consistent_lsn}"
+                      if snap.slot_name else "pg_export_snapshot()"),
+            slot_name=snap.slot_name if self.options.keep_slot else None,
+            consistent_lsn=snap.consistent_lsn,
+            jobs=self.options.jobs, tables=tables, sequences=self.sequences,
+            large_objects=self.large_objects, materialized_views=self.matviews,
+            database_settings=self.settings_applied, roles_created=self.roles_created,
+            phases={k: round(v, 3) for k, v in self.phases.items()},
+            rows=sum(t.rows for t in tables), bytes=sum(t.bytes for t in tables),
+            seconds=round(elapsed, 3), resumed=self.options.resume, notes=self.notes,
+            report_path=self.options.report_path or self.state.path.with_name("copy-report.json"),
+        )
+        assert result.report_path is not None
+        result.report_path.parent.mkdir(parents=True, exist_ok=True)
+        result.report_path.write_text(result.model_dump_json(indent=2))
+        self.state.record("finished")
+        return result
+
+
+def _text_only_tables(conn: psycopg.Connection[Any]) -> set[int]:
+    """Tables that must travel in text COPY format even between servers of the same major.
+
+    OID-alias columns (regclass, regproc, regtype ...) hold OIDs, which name different objects on
+    the target: only their text form (a name) survives the move, as pg_dump knows. Types without
+    binary send/receive functions (some extensions') cannot use binary at all. Domains and arrays
+    are looked through to the type they are built on.
+    """
+    rows = conn.execute(
+        """WITH RECURSIVE base(attrelid, typid) AS (
+               SELECT a.attrelid, a.atttypid FROM pg_attribute a
+                JOIN pg_class c ON c.oid = a.attrelid
+               WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+             UNION
+               SELECT b.attrelid, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+                 FROM base b JOIN pg_type t ON t.oid = b.typid
+                WHERE t.typtype = 'd' OR (t.typelem <> 0 AND t.typcategory = 'A'))
+           SELECT DISTINCT b.attrelid::int8 FROM base b JOIN pg_type t ON t.oid = b.typid
+            WHERE t.typsend = 0 OR t.typreceive = 0
+               OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname LIKE 'reg%')"""
+    ).fetchall()
+    return {int(r[0]) for r in rows}

@@ -1,0 +1,231 @@
+"""The copy's worker processes, and the parent side that feeds, watches and stops them.
+
+Workers are processes, not threads: moving a row through psycopg costs ~0.65 µs of Python, and
+with threads all of it queues on one interpreter lock. Measured on 2 cores, two tables of 1 M
+rows each: 2 threads 2.75 s, 2 processes 1.6 s, 2 psql pipes 1.45 s.
+
+Each worker holds one source session inside the exported snapshot and one target session, takes
+unit numbers from a queue, and reports progress, completion and errors as small tuples. The parent
+records finished tables, drives the progress display, and on Ctrl-C or an error asks both servers
+to cancel the workers' queries (``pg_cancel_backend``), so the servers stop working too. Workers
+die with the parent (``PR_SET_PDEATHSIG``): a killed copy leaves no orphan still writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import psycopg
+
+from rdsmigrate.copy import snapshot
+from rdsmigrate.copy.plan import Unit
+from rdsmigrate.copy.stream import Stopped, copy_unit
+from rdsmigrate.db.connect import Endpoint, connect
+
+PROGRESS = "progress"
+DONE = "done"
+ERROR = "error"
+PIDS = "pids"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: list[Unit],
+                binary_ok: list[bool], work: Any, events: Any, stop: Event, go: Event) -> None:
+    """Entry point of a worker process: ready its sessions, wait for ``go``, then take units."""
+    # Ctrl-C reaches the whole process group; only the parent decides what to do about it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    parent = os.getppid()
+    current = -1
+    try:
+        # The target session autocommits: each unit is one COPY, committed (or not) whole.
+        with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+            events.put((PIDS, src.info.backend_pid, tgt.info.backend_pid))
+            snapshot.import_into(src, snapshot_id)
+            # Names in text output (regclass, regproc ...) come out fully qualified and are
+            # read back exactly, whatever search_path either database sets.
+            src.execute("SET LOCAL search_path = ''")
+            tgt.execute("SET search_path = ''")
+            # The parent releases the workers once the target's tables exist.
+            while not go.wait(timeout=0.5):
+                if stop.is_set() or os.getppid() != parent:
+                    return
+            while not stop.is_set():
+                index = work.get()
+                if index is None:
+                    return
+                current = index
+                _copy_one(src, tgt, units[index], index, binary_ok[index], events, stop, parent)
+                current = -1
+    except Stopped:
+        return
+    except psycopg.errors.QueryCanceled:
+        if not stop.is_set():
+            events.put((ERROR, current, "user", "a query of the copy was cancelled on a server"))
+    except BaseException as exc:
+        if stop.is_set():
+            return
+        from rdsmigrate.errors import UserError
+
+        kind = "user" if isinstance(exc, UserError | psycopg.Error) else "internal"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        events.put((ERROR, current, kind, f"{type(exc).__name__}: {first}" if kind == "internal" else first))
+
+
+def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: Unit, index: int,
+              binary: bool, events: Any, stop: Event, parent: int) -> None:
+    started = time.monotonic()
+    moved = [0]
+
+    def progress(rows: int, nbytes: int) -> bool:
+        moved[0] += nbytes
+        events.put((PROGRESS, index, rows, nbytes))
+        return not stop.is_set() and os.getppid() == parent
+
+    rows = copy_unit(src, tgt, unit, binary, progress)
+    events.put((DONE, index, rows, moved[0], time.monotonic() - started))
+
+
+@dataclass
+class TableTotals:
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    pending: int = 0
+
+
+@dataclass
+class Pool:
+    """Parent side: starts the workers, relays their events, cancels them."""
+
+    source: Endpoint
+    target: Endpoint
+    snapshot_id: str
+    units: list[Unit]
+    binary_ok: list[bool]
+    jobs: int
+    on_progress: Callable[[int, int, int], None]
+    """(unit index, rows, bytes) as data moves."""
+    on_unit_done: Callable[[int, int, int, float], None]
+    """(unit index, rows, bytes, seconds) once a unit is committed on the target."""
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+    _pids: list[int] = field(default_factory=list)
+    _stopped: bool = False
+    _procs: list[Any] = field(default_factory=list)
+    _work: Any = None
+    _events: Any = None
+    _stop: Any = None
+    _go: Any = None
+
+    def start(self) -> None:
+        """Spawn the workers; they connect and import the snapshot, then wait for :meth:`go`."""
+        if not self.units:
+            return
+        ctx = mp.get_context("spawn")
+        self._work, self._events = ctx.Queue(), ctx.Queue()
+        self._stop, self._go = ctx.Event(), ctx.Event()
+        for index in range(len(self.units)):
+            self._work.put(index)
+        count = min(self.jobs, len(self.units))
+        for _ in range(count):
+            self._work.put(None)
+        self._procs = [
+            ctx.Process(target=worker_main, name=f"rdsmigrate-copy-{i}", daemon=True,
+                        args=(self.source, self.target, self.snapshot_id, self.units,
+                              self.binary_ok, self._work, self._events, self._stop, self._go))
+            for i in range(count)]
+        for proc in self._procs:
+            proc.start()
+
+    def go(self) -> None:
+        """Release the workers and relay their events until every unit is done or one fails."""
+        if not self.units:
+            return
+        self._go.set()
+        try:
+            self._relay(self._procs, self._events, self._stop)
+        except BaseException:
+            self._cancel(self._stop)
+            raise
+
+    def close(self) -> None:
+        """Stop whatever still runs (after an error or Ctrl-C) and release the queues."""
+        if not self.units:
+            return
+        if any(p.is_alive() for p in self._procs):
+            self._cancel(self._stop)
+        for proc in self._procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        for q in (self._work, self._events):
+            q.close()
+            q.cancel_join_thread()
+
+    def _relay(self, procs: list[Any], events: Any, stop: Event) -> None:
+        done = 0
+        while done < len(self.units):
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    self.errors.append((-1, "internal", f"worker {dead[0].name} died "
+                                        f"(exit code {dead[0].exitcode})"))
+                if self.errors or all(not p.is_alive() for p in procs):
+                    break
+                continue
+            kind = event[0]
+            if kind == PROGRESS:
+                self.on_progress(event[1], event[2], event[3])
+            elif kind == DONE:
+                self.on_unit_done(event[1], event[2], event[3], event[4])
+                done += 1
+            elif kind == PIDS:
+                self._pids.extend(event[1:])
+            elif kind == ERROR:
+                self.errors.append((event[1], event[2], event[3]))
+                break
+        if self.errors:
+            self._cancel(stop)
+        for proc in procs:
+            proc.join(timeout=30)
+
+    def _cancel(self, stop: Event) -> None:
+        """Stop every worker and cancel their statements on both servers."""
+        if self._stopped:
+            return
+        self._stopped = True
+        stop.set()
+        for ep in (self.source, self.target):
+            try:
+                with connect(ep, autocommit=True) as admin:
+                    admin.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                                  "WHERE pid = ANY(%s)", [self._pids])
+            except Exception:
+                pass
+
+
+def totals_by_table(units: list[Unit]) -> dict[str, TableTotals]:
+    totals: dict[str, TableTotals] = defaultdict(TableTotals)
+    for unit in units:
+        totals[unit.table.qualified].pending += 1
+    return totals
