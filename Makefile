@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Prerequisites are expanded when a rule is read, so every stamp is named before the rules.
+NODE_STAMP := node_modules/.installed-stamp
 
 .PHONY: demo test synth lint bench clean
 
@@ -22,7 +24,6 @@ test: $(STAMP) $(NODE_STAMP)
 
 # The pinned npm `aws-cdk` CLI (package-lock.json) for `cdk synth`/`cdk deploy`; npm ci is
 # re-run only when the lock file changes.
-NODE_STAMP := node_modules/.installed-stamp
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
