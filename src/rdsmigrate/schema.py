@@ -67,8 +67,8 @@ def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: 
     return SchemaArchive(path, tools)
 
 
-def _filtered_list(archive: SchemaArchive, workdir: Path, name: str, *, roles: bool) -> Path:
-    """A pg_restore TOC list without entries that cannot or should not be restored.
+def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
+    """The archive's TOC lines without entries that cannot or should not be restored.
 
     The ``public`` schema and ``plpgsql``'s comment exist on every target and belong to the
     bootstrap superuser (on RDS, ``rdsadmin``): recreating or commenting them fails for anyone
@@ -85,14 +85,17 @@ def _filtered_list(archive: SchemaArchive, workdir: Path, name: str, *, roles: b
         if not roles and re.search(r"\d+ \d+ \d+ (ACL|DEFAULT ACL) ", line):
             continue
         keep.append(line)
-    path = workdir / name
-    path.write_text("\n".join(keep) + "\n")
-    return path
+    return keep
 
 
-def _restore(archive: SchemaArchive, target: Endpoint, section: str, workdir: Path, *,
-             jobs: int = 1, roles: bool = False, tolerate_existing: bool = False) -> None:
-    listing = _filtered_list(archive, workdir, f"{section}.list", roles=roles)
+def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], workdir: Path,
+                  name: str, *, section: str, jobs: int = 1, roles: bool = False,
+                  tolerate_existing: bool = False) -> None:
+    """``pg_restore`` of exactly ``lines`` (TOC entries) of ``section`` into the target."""
+    if not lines:
+        return
+    listing = workdir / f"{name}.list"
+    listing.write_text("\n".join(lines) + "\n")
     args = [f"--section={section}", "--use-list", str(listing)]
     if not roles:
         args += ["--no-owner", "--no-privileges"]
@@ -118,13 +121,60 @@ def _restore(archive: SchemaArchive, target: Endpoint, section: str, workdir: Pa
 
 
 def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool) -> None:
-    _restore(archive, target, "pre-data", workdir, roles=roles)
+    restore_lines(archive, target, _restorable(archive, roles=roles), workdir, "pre-data",
+                  section="pre-data", roles=roles)
 
 
-def restore_post_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, jobs: int,
-                      roles: bool, resuming: bool) -> None:
-    _restore(archive, target, "post-data", workdir, jobs=jobs, roles=roles,
-             tolerate_existing=resuming)
+# TOC entry: "<dump id>; <catalog oid> <oid> <DESC> <schema> <tag...> <owner>"
+_TOC = re.compile(r"^\d+; \d+ \d+ (INDEX|CONSTRAINT) (\S+) (.+) (\S+)$")
+
+
+@dataclass(frozen=True)
+class PostData:
+    """Post-data entries split by when they can run.
+
+    ``per_table`` holds each table's own indexes and primary key/unique/check/exclusion
+    constraints: they need only that table's rows, so they can be built while other tables are
+    still loading. ``rest`` (foreign keys, triggers, partitioned-index attachments, policies...)
+    needs every table and runs last.
+    """
+
+    per_table: dict[str, list[str]]
+    rest: list[str]
+
+    def all_lines(self) -> list[str]:
+        return [line for lines in self.per_table.values() for line in lines] + self.rest
+
+
+def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any], *,
+                    roles: bool) -> PostData:
+    """Attribute post-data TOC entries to their table where that is unambiguous."""
+    index_table = {
+        (schema_name, index): table
+        for schema_name, index, table in source_conn.execute(
+            """SELECT n.nspname, ic.relname, tn.nspname || '.' || tc.relname
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 JOIN pg_class tc ON tc.oid = i.indrelid AND tc.relkind = 'r'
+                 JOIN pg_namespace tn ON tn.oid = tc.relnamespace"""
+        ).fetchall()
+    }
+    per_table: dict[str, list[str]] = {}
+    rest: list[str] = []
+    for line in _restorable(archive, roles=roles):
+        match = _TOC.match(line)
+        table = None
+        if match:
+            kind, schema_name, tag = match.group(1), match.group(2), match.group(3).split(" ")
+            if kind == "INDEX" and len(tag) == 1:
+                table = index_table.get((schema_name, tag[0]))
+            elif kind == "CONSTRAINT" and len(tag) == 2:
+                table = f"{schema_name}.{tag[0]}"
+        if table is None:
+            rest.append(line)
+        else:
+            per_table.setdefault(table, []).append(line)
+    return PostData(per_table, rest)
 
 
 def drop_existing(archive: SchemaArchive, target_conn: psycopg.Connection[Any]) -> int:

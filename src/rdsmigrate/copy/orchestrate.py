@@ -26,6 +26,7 @@ from psycopg import sql
 
 from rdsmigrate import preflight, schema
 from rdsmigrate.copy import objects, snapshot
+from rdsmigrate.copy.indexes import IndexBuilder
 from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
 from rdsmigrate.copy.state import CopyState
@@ -46,30 +47,40 @@ DIFFERENT_SNAPSHOTS_NOTE = (
 def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Reporter) -> CopyReport:
     started = time.monotonic()
     check_options = options.model_copy(update={"replace": options.replace or options.resume})
-    preflight.require_ready(preflight.run(source, target, check_options))
+    report = preflight.run(source, target, check_options)
+    preflight.require_ready(report)
+    preflight_seconds = time.monotonic() - started
     state = CopyState.open(options.state_dir, source, target, resume=options.resume)
     job = _CopyJob(source, target, options, reporter, state)
-    with connect(source, autocommit=True) as probe:
-        job.source_major = server_major(probe.info.server_version)
-    with connect(target, autocommit=True) as probe:
-        job.target_major = server_major(probe.info.server_version)
-    tools = client_tools(job.source_major)
-    snap = job.take_snapshot()
+    job.phases["preflight"] = preflight_seconds
+    with job.timed("snapshot+plan"):
+        with connect(source, autocommit=True) as probe:
+            job.source_major = server_major(probe.info.server_version)
+        with connect(target, autocommit=True) as probe:
+            job.target_major = server_major(probe.info.server_version)
+        tools = client_tools(job.source_major)
+        snap = job.take_snapshot()
     with snap, connect(target, autocommit=True) as tgt_admin, \
             connect(source, autocommit=True) as src_snap:
-        snapshot.import_into(src_snap, snap.snapshot_id)
-        units, binary_ok = job.plan_rows(src_snap)
-        # Workers start now: they connect and import the snapshot while the schema goes in.
-        pool = job.pool(snap.snapshot_id, units, binary_ok)
-        pool.start()
+        with job.timed("snapshot+plan"):
+            snapshot.import_into(src_snap, snap.snapshot_id)
+            units, binary_ok = job.plan_rows(src_snap)
+            # Workers start now: they connect and import the snapshot while the schema goes in.
+            pool = job.pool(snap.snapshot_id, units, binary_ok)
+            pool.start()
         try:
             archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin)
+            post = schema.split_post_data(archive, src_snap, roles=options.roles)
+            job.indexes = IndexBuilder(archive, target, post, state, options.roles)
             job.truncate_unfinished(tgt_admin, units)
             job.rows(pool, units)
         finally:
             pool.close()
+            if job.indexes is not None:
+                with job.timed("indexes+constraints"):
+                    job.indexes.finish()
         job.sequences_and_large_objects(src_snap, tgt_admin)
-        job.schema_after_rows(archive)
+        job.schema_after_rows(archive, post)
         with job.timed("materialized views"):
             job.matviews = schema.refresh_materialized_views(src_snap, tgt_admin,
                                                              options.selection.schemas)
@@ -90,6 +101,7 @@ class _CopyJob:
         self.run_number = 1 + sum(1 for e in state.events if e["event"] == "resume")
         self.roles_created: list[str] = []
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
+        self.indexes: IndexBuilder | None = None
         if options.resume:
             self.run_number += 1
             state.record("resume")
@@ -154,6 +166,8 @@ class _CopyJob:
                 self.state.record("table", table=unit.table.qualified, rows=total.rows,
                                   bytes=total.bytes, seconds=round(total.seconds, 3),
                                   method=method, run=self.run_number)
+                if self.indexes is not None:
+                    self.indexes.table_loaded(unit.table.qualified)
 
         return Pool(self.source, self.target, snapshot_id, units, binary_ok, self.options.jobs,
                     on_progress, on_unit_done)
@@ -229,16 +243,25 @@ class _CopyJob:
         self.sequences = events["sequences"]["count"]
         self.large_objects = events["large-objects"]["count"]
 
-    def schema_after_rows(self, archive: schema.SchemaArchive) -> None:
+    def schema_after_rows(self, archive: schema.SchemaArchive, post: schema.PostData) -> None:
+        """Whatever post-data the data phase did not build: foreign keys, triggers, the indexes
+        of tables finished in an earlier run, partitioned parents' indexes and attachments."""
         if self.state.has("post-data"):
             return
-        resuming = self.state.has("post-data-started")
+        assert self.indexes is not None
+        if self.indexes.errors:
+            raise self.indexes.errors[0]
+        built = self.indexes.built | {e["table"] for e in self.state.events if e["event"] == "indexes"}
+        lines = [line for table, entries in post.per_table.items() if table not in built
+                 for line in entries] + post.rest
         self.state.record("post-data-started")
         jobs = self.options.jobs
         with self.timed("indexes+constraints"), self.reporter.phase(
-                f"schema (post-data: indexes, constraints, triggers; {jobs} jobs)"):
-            schema.restore_post_data(archive, self.target, self.state.path.parent, jobs=jobs,
-                                     roles=self.options.roles, resuming=resuming)
+                f"schema (post-data: {len(lines)} indexes, constraints, triggers...; {jobs} jobs)"):
+            # A resumed run may meet objects an interrupted one built without recording them.
+            schema.restore_lines(archive, self.target, lines, self.state.path.parent, "post-data",
+                                 section="post-data", jobs=jobs, roles=self.options.roles,
+                                 tolerate_existing=self.options.resume)
         self.state.record("post-data")
 
     def report(self, snap: snapshot.SourceSnapshot, elapsed: float) -> CopyReport:
