@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+
 from rdsmigrate import schema
 from rdsmigrate.copy.state import CopyState
 from rdsmigrate.db.connect import Endpoint
