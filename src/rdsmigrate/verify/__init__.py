@@ -1,0 +1,249 @@
+"""``rdsmigrate verify``: prove that source and target hold the same rows, without moving them.
+
+Both servers compute, in parallel, a row count and a checksum for each key-range chunk of every
+table (see :mod:`rdsmigrate.verify.chunks`); only those pairs of numbers cross the network, and a
+difference is located to the chunk's key range. Tables missing on either side, sequences and large
+objects are compared too. Each side reads one snapshot, with its text output pinned, so equal data
+compares equal even across major versions.
+
+What it guarantees: equal counts and equal sums of 64-bit row hashes in every chunk, which for
+different data would take an md5 collision or a sum of them cancelling out (odds of about 2^-64
+per chunk). What it does not compare: indexes, constraints, grants, comments, or rows of views.
+
+When a text or composite key sorts differently on the two servers (another collation or glibc
+version), the source's boundaries are out of order on the target and its chunks overlap or leave
+gaps there, so chunks differ although the rows do not. A table whose sampled-key chunks differ is
+therefore checksummed once more as a whole on both sides: if that agrees, the rows are the same and
+the report carries a note instead of a difference.
+
+Measured on a 2-core machine with source and target on it, ``jit`` off: about 40% faster than with
+the JIT compiling each chunk's aggregate at the default chunk size.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rdsmigrate.db import catalog
+from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.progress import Reporter, Task
+from rdsmigrate.settings import VerifyOptions
+from rdsmigrate.verify import objects
+from rdsmigrate.verify.chunks import Chunk, checksum_query, plan, run_checksum
+from rdsmigrate.verify.report import (
+    Difference,
+    LargeObjectResult,
+    SequenceResult,
+    TableResult,
+    VerifyReport,
+)
+from rdsmigrate.verify.session import Side
+
+__all__ = ["Difference", "LargeObjectResult", "SequenceResult", "TableResult", "VerifyReport", "run"]
+
+Sums = tuple[int, str]
+
+
+def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
+        reporter: Reporter) -> VerifyReport:
+    """Compare every selected table, sequence and large object of ``source`` and ``target``."""
+    started = time.monotonic()
+    sel = options.selection
+    with Side(source, options.jobs) as src, Side(target, options.jobs) as tgt:
+        notes = [f"{side.endpoint.role}: could not export a snapshot ({side.snapshot_problem}); "
+                 "each worker read its own, so only a database nobody writes to verifies cleanly"
+                 for side in (src, tgt) if side.snapshot_problem]
+        lo_src = src.submit(objects.large_object_digests, "large objects")
+        lo_tgt = tgt.submit(objects.large_object_digests, "large objects")
+        src_tables = {t.qualified: t for t in _tables(src, sel.schemas, sel.exclude_tables)}
+        tgt_tables = {t.qualified: t for t in _tables(tgt, sel.schemas, sel.exclude_tables)}
+        differences = _unmatched(src_tables, tgt_tables)
+        with src.reading("sequences"), tgt.reading("sequences"):
+            sequences, seq_diffs = objects.compare_sequences(
+                objects.sequence_states(src.conn, sel.schemas),
+                objects.sequence_states(tgt.conn, sel.schemas))
+        pairs = [(src_tables[n], tgt_tables[n]) for n in src_tables.keys() & tgt_tables.keys()]
+        # Largest first, so the long tables start while small ones fill the gaps.
+        pairs.sort(key=lambda p: (-p[0].bytes, p[0].qualified))
+        differences.extend(d for s, t in pairs for d in _column_differences(s, t))
+        comparisons = _compare_tables(src, tgt, pairs, options.chunk_rows, reporter)
+        lo_result, lo_diffs = objects.compare_large_objects(lo_src.result(), lo_tgt.result())
+    tables = sorted((c.result() for c in comparisons), key=lambda r: r.table)
+    differences.extend(d for c in comparisons for d in c.differences())
+    notes.extend(n for c in comparisons if (n := c.note()))
+    differences.extend(seq_diffs)
+    differences.extend(lo_diffs)
+    return VerifyReport(
+        identical=not differences, source=source.describe(), target=target.describe(),
+        tables=tables, sequences=sequences, large_objects=lo_result, differences=differences,
+        notes=notes, rows=sum(r.source_rows for r in tables), bytes=sum(r.bytes for r in tables),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _tables(side: Side, schemas: tuple[str, ...], exclude: tuple[str, ...]) -> list[catalog.Table]:
+    return catalog.list_tables(side.conn, schemas, exclude)
+
+
+def _names(table: catalog.Table) -> set[str]:
+    return {c.name for c in table.columns}
+
+
+def _unmatched(src: dict[str, catalog.Table], tgt: dict[str, catalog.Table]) -> list[Difference]:
+    out = [Difference(kind="missing_table", object=name, range="whole table",
+                      detail="table is missing on the target")
+           for name in sorted(src.keys() - tgt.keys())]
+    out.extend(Difference(kind="extra_table", object=name, range="whole table",
+                          detail="table exists only on the target")
+               for name in sorted(tgt.keys() - src.keys()))
+    return out
+
+
+def _column_differences(source: catalog.Table, target: catalog.Table) -> list[Difference]:
+    missing = [c.name for c in source.columns if c.name not in _names(target)]
+    extra = [c.name for c in target.columns if c.name not in _names(source)]
+    if not (missing or extra):
+        return []
+    return [Difference(kind="columns", object=source.qualified,
+                       detail=f"columns missing on the target: {missing or 'none'}; only on the "
+                              f"target: {extra or 'none'}; rows compared on the others")]
+
+
+@dataclass
+class _Comparison:
+    """One table's chunks and the sums both sides computed for them."""
+
+    source: catalog.Table
+    columns: list[str]
+    """Hashed on both sides: the source's columns that the target has too, in the source's order."""
+    chunks: list[Chunk]
+    src: list[Sums | None]
+    tgt: list[Sums | None]
+    pending: int
+    started: float = field(default_factory=time.monotonic)
+    finished: float = 0.0
+    task: Task | None = None
+    whole: tuple[Sums, Sums] | None = None
+    """Whole-table sums of both sides, taken when sampled-key chunks differ."""
+
+    def differing(self) -> list[int]:
+        return [i for i, (a, b) in enumerate(zip(self.src, self.tgt, strict=True)) if a != b]
+
+    def rows(self, sums: list[Sums | None]) -> int:
+        return sum(s[0] for s in sums if s is not None)
+
+    def needs_whole_check(self) -> bool:
+        return (len(self.chunks) > 1 and self.source.integer_key is None
+                and bool(self.differing()))
+
+    def only_order_differs(self) -> bool:
+        """Chunks disagree but the table as a whole does not: the sides sort keys differently."""
+        return self.whole is not None and self.whole[0] == self.whole[1]
+
+    def result(self) -> TableResult:
+        return TableResult(
+            table=self.source.qualified, key=list(self.source.key), chunks=len(self.chunks),
+            source_rows=self.rows(self.src), target_rows=self.rows(self.tgt),
+            bytes=self.source.bytes, identical=not self.differing() or self.only_order_differs(),
+            seconds=round(max(self.finished - self.started, 0.0), 3),
+        )
+
+    def differences(self) -> list[Difference]:
+        if self.only_order_differs():
+            return []
+        out = []
+        for i in self.differing():
+            src, tgt = self.src[i], self.tgt[i]
+            assert src is not None and tgt is not None
+            detail = "row counts differ" if src[0] != tgt[0] else "same count, different contents"
+            out.append(Difference(kind="rows", object=self.source.qualified,
+                                  range=self.chunks[i].label, source_rows=src[0],
+                                  target_rows=tgt[0], detail=detail))
+        return out
+
+    def note(self) -> str | None:
+        if not self.only_order_differs():
+            return None
+        return (f"{self.source.qualified}: key ranges hold different rows on each side but the "
+                "whole table's rows are identical: the servers sort its key differently "
+                "(collation)")
+
+
+def _compare_tables(src: Side, tgt: Side, pairs: list[tuple[catalog.Table, catalog.Table]],
+                    chunk_rows: int, reporter: Reporter) -> list[_Comparison]:
+    """Plan every table on the source's workers, then checksum every chunk on both sides."""
+    if not pairs:
+        return []
+    to_utf8 = src.encoding != tgt.encoding
+    plans = [src.submit(_planner(s, chunk_rows), s.qualified) for s, _ in pairs]
+    comparisons: list[_Comparison] = []
+    futures: list[Future[None]] = []
+    lock = threading.Lock()
+    with reporter.transfer("verify", sum(s.bytes for s, _ in pairs)):
+        for (s, t), planned in zip(pairs, plans, strict=True):
+            chunks = planned.result()
+            n = len(chunks)
+            cmp = _Comparison(s, [c.name for c in s.columns if c.name in _names(t)], chunks,
+                              [None] * n, [None] * n, 2 * n)
+            comparisons.append(cmp)
+            for i, chunk in enumerate(chunks):
+                query, params = checksum_query(s, cmp.columns, chunk, to_utf8=to_utf8)
+                for side, into in ((src, cmp.src), (tgt, cmp.tgt)):
+                    job = _recorded(query, params, cmp, i, into, side is src, reporter, lock)
+                    futures.append(side.submit(job, s.qualified))
+        for fut in futures:
+            fut.result()
+    _check_whole(src, tgt, [c for c in comparisons if c.needs_whole_check()], to_utf8)
+    return comparisons
+
+
+def _check_whole(src: Side, tgt: Side, comparisons: list[_Comparison], to_utf8: bool) -> None:
+    """Checksum as a whole, on both sides, the tables whose sampled-key chunks differ."""
+    whole = Chunk(None, None, "whole table")
+    pending: list[tuple[_Comparison, Future[Sums], Future[Sums]]] = []
+    for cmp in comparisons:
+        query, params = checksum_query(cmp.source, cmp.columns, whole, to_utf8=to_utf8)
+        job = _checksummer(query, params)
+        name = cmp.source.qualified
+        pending.append((cmp, src.submit(job, name), tgt.submit(job, name)))
+    for cmp, on_src, on_tgt in pending:
+        cmp.whole = (on_src.result(), on_tgt.result())
+
+
+def _planner(table: catalog.Table, chunk_rows: int) -> Callable[[psycopg.Connection[Any]], list[Chunk]]:
+    return lambda conn: plan(conn, table, chunk_rows)
+
+
+def _checksummer(query: sql.Composed, params: list[Any]) -> Callable[[psycopg.Connection[Any]], Sums]:
+    return lambda conn: run_checksum(conn, query, params)
+
+
+def _recorded(query: sql.Composed, params: list[Any], cmp: _Comparison, index: int,
+              into: list[Sums | None], is_source: bool, reporter: Reporter,
+              lock: threading.Lock) -> Callable[[psycopg.Connection[Any]], None]:
+    """Run one side's checksum of one chunk and account for it in the table's progress."""
+    def recorded(conn: psycopg.Connection[Any]) -> None:
+        with lock:
+            if cmp.task is None:
+                cmp.started = time.monotonic()
+                cmp.task = reporter.task(cmp.source.qualified, cmp.source.bytes)
+            task = cmp.task
+        sums = run_checksum(conn, query, params)
+        with lock:
+            into[index] = sums
+            cmp.pending -= 1
+            finished = cmp.pending == 0
+        if is_source:
+            task.advance(rows=sums[0], nbytes=cmp.source.bytes // len(cmp.chunks))
+        if finished:
+            cmp.finished = time.monotonic()
+            task.done()
+    return recorded
