@@ -36,8 +36,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests app.py
 	$(VENV)/bin/mypy
 
+# The benchmark of issue 4 (see bench/__init__.py): about 10 minutes at the default
+# scale 40. BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--scale 120 --rounds 5"`.
+# pgcopydb is a contender when it can be installed (Debian package, as root); otherwise the
+# report says it is absent.
 bench: $(STAMP)
-	$(PY) -m bench
+	@if command -v pgcopydb >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "bench: pgcopydb is not installed and we are not root: it will be reported as absent (sudo apt-get install pgcopydb)"; \
+	else { apt-cache policy pgcopydb 2>/dev/null | grep -q 'Candidate: [0-9]' || apt-get update -qq; } && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null && echo "bench: installed pgcopydb" || \
+	  echo "bench: pgcopydb could not be installed (apt-get failed): it will be reported as absent"; fi
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

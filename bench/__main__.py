@@ -1,0 +1,71 @@
+"""``python -m bench``: options, Ctrl-C and SIGTERM handling, the table and the JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from bench import report, runner
+from bench.contenders import all_contenders
+
+
+def _parser() -> argparse.ArgumentParser:
+    keys = ", ".join(c.key for c in all_contenders())
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Time rdsmigrate copy/verify against pg_dump/pg_restore, pgcopydb and the "
+                    "raw limit of psql pipes on two throwaway local clusters.")
+    p.add_argument("--scale", type=int, default=40,
+                   help="pgbench scale (100,000 accounts each) and payments at 50,000 rows per "
+                        "unit; 40 makes about 1.1 GB (default: %(default)s)")
+    p.add_argument("--payments-rows", type=int, default=None,
+                   help="rows of the payments table instead of 50,000 per scale unit")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs of each contender, in turns; the median is quoted "
+                        "(default: %(default)s)")
+    p.add_argument("--only", default="",
+                   help=f"comma-separated contenders to run (default: all of {keys})")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds one run may take before it is killed and reported as failed "
+                        "(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the JSON result here (default: bench/results/<time>.json and "
+                        "bench/results/latest.json)")
+    return p
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the same way out as Ctrl-C, so the finally blocks stop the clusters.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.scale < 1 or args.rounds < 1:
+        raise SystemExit("--scale and --rounds must be at least 1")
+    signal.signal(signal.SIGTERM, _terminate)
+    console = Console(stderr=True)
+    options = runner.Options(
+        scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
+        only=tuple(k.strip() for k in args.only.split(",") if k.strip()), timeout=args.timeout)
+    try:
+        result = runner.run(options, console)
+    except KeyboardInterrupt:
+        console.print("interrupted: clusters stopped and removed")
+        return 130
+    out = Console()
+    # The table has eleven columns: keep it whole when stdout is a file or a pipe.
+    report.render(result, out if out.is_terminal and out.width >= 130 else Console(width=150))
+    for path in report.write(result, args.out):
+        console.print(f"wrote {path}", markup=False)
+    failed = sum(c["summary"]["failed_runs"] for c in result["contenders"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Wall time, memory and CPU of the processes a contender starts, read from ``/proc``.
+
+Every contender is a set of external programs (the ``rdsmigrate`` CLI, ``pg_dump``, ``psql``,
+``pgcopydb``), so "the tool's memory" is the memory of the process tree the benchmark starts for
+one run. The servers are not part of it: ``pg_ctl`` detaches the postmaster, so no server process
+descends from the benchmark. A sampler thread walks that tree every ~50 ms and keeps:
+
+- ``peak_rss_mib``: the largest sum of VmRSS over the tree in one sample. Shared pages (libraries,
+  the Python interpreter) count once per process, so this is an upper bound on what the tree
+  really holds; it is what ``ps`` users would add up.
+- ``peak_pss_mib``: the largest sum of proportional set sizes (``smaps_rollup``), where a shared
+  page is split between the processes sharing it: the tree's real share of the machine's memory.
+- ``peak_process_rss_mib``: the largest single process, which is what ``ru_maxrss`` would report.
+
+CPU comes from ``getrusage(RUSAGE_CHILDREN)``: every process of the tree is waited for by its
+parent, so the difference before and after a run is the tree's whole CPU, exact, even for
+processes shorter than a sample. The sampler adds a per-program split (last value seen per pid,
+so a process living less than 50 ms may be missed there), and the machine's busy share from
+``/proc/stat`` says whether both cores were in use (servers included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SAMPLE_SECONDS = 0.05
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class RunFailed(Exception):
+    """A contender's program failed or timed out; the message says which and why."""
+
+
+def _children_map() -> dict[int, list[int]]:
+    """parent pid -> child pids, for every process on the machine."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The command name in parentheses may itself hold spaces or parentheses.
+        fields = stat[stat.rindex(")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (not ``root`` itself)."""
+    tree = _children_map()
+    found: list[int] = []
+    stack = list(tree.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(tree.get(pid, []))
+    return found
+
+
+def _kib(path: str, key: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_and_name(pid: int) -> tuple[str, float]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _program(pid: int, comm: str) -> str:
+    """A readable program name: Python processes by their script or module, others by comm."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return comm
+    words = [a.decode(errors="replace") for a in argv if a]
+    if comm.startswith("python") or (words and "python" in Path(words[0]).name):
+        if "-c" in words and any("multiprocessing" in w for w in words):
+            return "python (worker)" if "spawn_main" in " ".join(words) else "python (mp helper)"
+        script = next((Path(w).name for w in words[1:] if not w.startswith("-")), "python")
+        return f"python ({script})"
+    return comm
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class Usage:
+    """What one run's process tree used."""
+
+    seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    peak_pss_mib: float = 0.0
+    peak_process_rss_mib: float = 0.0
+    cpu_seconds: float = 0.0
+    cpu_by_program: dict[str, float] = field(default_factory=dict)
+    machine_busy: float = 0.0
+    """Share of all cores busy during the run (servers included), 0..1."""
+
+
+class TreeSampler:
+    """Samples the memory of every descendant of this process in a background thread."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self._cpu: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._me = os.getpid()
+        self._names: dict[int, str] = {}
+
+    def _sample(self) -> None:
+        rss = pss = biggest = 0
+        for pid in descendants(self._me):
+            try:
+                comm, cpu = _cpu_and_name(pid)
+                if pid not in self._names:
+                    self._names[pid] = _program(pid, comm)
+                self._cpu[pid] = (self._names[pid], cpu)
+                one = _kib(f"/proc/{pid}/status", "VmRSS:")
+                with contextlib.suppress(OSError):
+                    pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended between listing and reading
+            rss += one
+            biggest = max(biggest, one)
+        u = self.usage
+        u.peak_rss_mib = max(u.peak_rss_mib, rss / 1024)
+        u.peak_pss_mib = max(u.peak_pss_mib, pss / 1024)
+        u.peak_process_rss_mib = max(u.peak_process_rss_mib, biggest / 1024)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        by_program: dict[str, float] = {}
+        for name, cpu in self._cpu.values():
+            by_program[name] = round(by_program.get(name, 0.0) + cpu, 2)
+        self.usage.cpu_by_program = dict(sorted(by_program.items(), key=lambda kv: -kv[1]))
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[Usage]:
+    """Time the block and measure every process it starts; fills the yielded Usage on exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, total0 = _machine_jiffies()
+    t0 = time.monotonic()
+    sampler = TreeSampler()
+    with sampler:
+        yield sampler.usage
+    usage = sampler.usage
+    usage.seconds = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage.cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    busy1, total1 = _machine_jiffies()
+    usage.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
+
+
+class Processes:
+    """The programs of one run: each in its own session, so a timeout or Ctrl-C ends its tree."""
+
+    def __init__(self, env: dict[str, str], deadline: float) -> None:
+        self.env, self.deadline = env, deadline
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(list(argv), env=self.env, start_new_session=True,  # type: ignore[call-overload]
+                                **{"stderr": subprocess.PIPE, **kwargs})
+        self._procs.append(proc)
+        return proc  # type: ignore[no-any-return]
+
+    def wait(self, proc: subprocess.Popen[bytes], what: str) -> bytes:
+        """Wait for ``proc`` within the run's deadline; its stdout when piped."""
+        try:
+            out, err = proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+            raise RunFailed(f"{what}: timed out") from None
+        if proc.returncode != 0:
+            text = (err or b"").decode(errors="replace").strip().splitlines()
+            tail = " | ".join(text[-3:]) if text else ""
+            raise RunFailed(f"{what}: exit {proc.returncode}: {tail}")
+        return out or b""
+
+    def run(self, argv: Sequence[str], what: str, **kwargs: object) -> bytes:
+        return self.wait(self.start(argv, stdout=subprocess.PIPE, **kwargs), what)
+
+    def kill_all(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

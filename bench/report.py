@@ -1,0 +1,121 @@
+"""Summaries, the printed table and the JSON file of one benchmark.
+
+Medians, because a single slow run (a checkpoint, the page cache) should not move the quoted
+figure; min and max beside them so the spread is visible. MB/s is the source database's size
+(``pg_database_size``, indexes included) over the median wall time, the same divisor for every
+contender, so the column ranks them exactly as the seconds do but reads in a unit users know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]:
+    ok = [r for r in runs if r["ok"]]
+    if not ok:
+        return {"verified_runs": 0, "failed_runs": len(runs)}
+    seconds = [r["seconds"] for r in ok]
+    median = statistics.median(seconds)
+    return {
+        "verified_runs": len(ok),
+        "failed_runs": len(runs) - len(ok),
+        "median_s": round(median, 3),
+        "min_s": round(min(seconds), 3),
+        "max_s": round(max(seconds), 3),
+        "mb_per_s": round(database_bytes / 1e6 / median, 1) if median > 0 else None,
+        "peak_rss_mib": round(max(r["usage"]["peak_rss_mib"] for r in ok), 1),
+        "peak_pss_mib": round(max(r["usage"]["peak_pss_mib"] for r in ok), 1),
+        "peak_process_rss_mib": round(max(r["usage"]["peak_process_rss_mib"] for r in ok), 1),
+        "cpu_s": round(statistics.median(r["usage"]["cpu_seconds"] for r in ok), 2),
+    }
+
+
+def add_ratios(contenders: list[dict[str, Any]]) -> None:
+    """Each contender's median over the raw limit's and over ``rdsmigrate copy``'s."""
+    medians = {c["key"]: c["summary"].get("median_s") for c in contenders}
+    for c in contenders:
+        mine = c["summary"].get("median_s")
+        for ref, field in (("raw", "ratio_to_raw"), ("copy", "ratio_to_copy")):
+            base = medians.get(ref)
+            c["summary"][field] = round(mine / base, 2) if mine and base else None
+
+
+def machine_facts() -> dict[str, Any]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        total_kib = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(total_kib / 1024 / 1024, 1),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    ds, machine = result["dataset"], result["machine"]
+    title = (f"scale {ds['scale']} ({ds['database_mb']:.0f} MB, {ds['total_rows']:,} rows), "
+             f"{result['options']['rounds']} rounds, {machine['cores']} cores, "
+             f"PostgreSQL {machine['postgresql']}")
+    table = Table(title=title, title_justify="left")
+    for name in ("contender", "ok/runs", "median s", "min s", "max s", "MB/s",
+                 "peak RSS MiB", "peak PSS MiB", "CPU s", "x raw", "x copy"):
+        table.add_column(name, justify="left" if name == "contender" else "right")
+    for c in result["contenders"]:
+        s = c["summary"]
+        if c.get("unavailable"):
+            table.add_row(c["label"], "absent", *["-"] * 9)
+            continue
+        table.add_row(
+            c["label"], f"{s['verified_runs']}/{s['verified_runs'] + s['failed_runs']}",
+            _fmt(s.get("median_s"), ".2f"), _fmt(s.get("min_s"), ".2f"),
+            _fmt(s.get("max_s"), ".2f"), _fmt(s.get("mb_per_s")), _fmt(s.get("peak_rss_mib"), ".0f"),
+            _fmt(s.get("peak_pss_mib"), ".0f"), _fmt(s.get("cpu_s")),
+            _fmt(s.get("ratio_to_raw"), ".2f"), _fmt(s.get("ratio_to_copy"), ".2f"))
+    console.print(table)
+    for c in result["contenders"]:
+        if c.get("unavailable"):
+            console.print(f"{c['label']}: not run: {c['unavailable']}", markup=False)
+        for run in c["runs"]:
+            if not run["ok"]:
+                console.print(f"{c['label']} round {run['round']}: FAILED, not timed: "
+                              f"{run['error']}", markup=False)
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def write(result: dict[str, Any], out: Path | None) -> list[Path]:
+    """``out`` when given; else a timestamped file and ``latest.json`` under bench/results/."""
+    text = json.dumps(result, indent=2) + "\n"
+    if out is not None:
+        targets = [out]
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        targets = [RESULTS / f"bench-{stamp}-scale{result['dataset']['scale']}.json",
+                   RESULTS / "latest.json"]
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return targets

@@ -1,0 +1,176 @@
+"""One benchmark: clusters up, dataset built, contenders timed in turns, clusters down.
+
+Turns (A B C A B C ...) rather than blocks (A A A B B B) so that whatever drifts during the
+benchmark (page cache, the machine's other load) is spread over every contender alike. Before
+each run, outside the timing: the run's target database is dropped and recreated and both
+clusters take a CHECKPOINT, so no run pays for the dirty pages of the one before. After each run,
+outside the timing: the independent check (``bench.check``); a run that fails it, or whose
+program fails or times out, is reported as failed and left out of every figure.
+
+Each contender writes its own target database (``t_<key>``), so ``rdsmigrate verify`` can read
+what ``rdsmigrate copy`` wrote in the same round. Everything started here is removed in a
+``finally``: clusters, work directories, and any program still running (Ctrl-C, a timeout, an
+error).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import check, dataset, report
+from bench.contenders import Contender, Context, all_contenders, pgcopydb_version
+from bench.measure import Processes, RunFailed, measured
+from rdsmigrate.localpg import LocalCluster, find_bindir
+
+# What the dataset makes: the numbers that decide the figures, repeated in every report.
+NOTES = [
+    "peak RSS is the largest sum of VmRSS over the contender's process tree in one 50 ms "
+    "sample (shared pages counted once per process: an upper bound); peak PSS splits shared "
+    "pages between processes (the tree's real share); servers are not included",
+    "CPU s is the median user+system CPU of the contender's own processes (not the servers')",
+    "clusters run with fsync, synchronous_commit and full_page_writes off (disposable data): "
+    "the figures measure CPU and memory bandwidth, not disk flushes",
+    "the raw limit copies rows only (no sequence values); the other contenders copy everything",
+]
+
+
+@dataclass(frozen=True)
+class Options:
+    scale: int = 40
+    payments_rows: int | None = None
+    """None: 50,000 per scale unit (2 M at scale 40)."""
+    rounds: int = 3
+    only: tuple[str, ...] = ()
+    timeout: float = 1800.0
+    """Seconds one run may take before it is killed and reported as failed."""
+
+
+def _select(only: tuple[str, ...]) -> list[Contender]:
+    contenders = all_contenders()
+    keys = [c.key for c in contenders]
+    unknown = [k for k in only if k not in keys]
+    if unknown:
+        raise SystemExit(f"--only: unknown contender {', '.join(unknown)} (choose from "
+                         f"{', '.join(keys)})")
+    return [c for c in contenders if not only or c.key in only]
+
+
+def run(options: Options, console: Console) -> dict[str, Any]:
+    contenders = _select(options.only)
+    payments_rows = (options.payments_rows if options.payments_rows is not None
+                     else dataset.PAYMENTS_PER_SCALE * options.scale)
+    bindir = find_bindir()
+    workroot = Path(tempfile.mkdtemp(prefix="rdsmigrate-bench-"))
+    clusters: list[LocalCluster] = []
+    started = datetime.now(UTC)
+    try:
+        source, target = dataset.start_clusters(bindir)
+        clusters = [source, target]
+        console.print(f"clusters: PostgreSQL from {bindir}, source :{source.port}, "
+                      f"target :{target.port}; building scale {options.scale} "
+                      f"({payments_rows:,} payments)...")
+        t0 = time.monotonic()
+        dataset.build(source, options.scale, payments_rows)
+        inventory = check.inventory(source.dsn(dataset.DBNAME))
+        size = dataset.database_bytes(source)
+        console.print(f"dataset: {size / 1e6:.0f} MB, {sum(inventory.rows.values()):,} rows in "
+                      f"{len(inventory.rows)} tables, {inventory.indexes} indexes, "
+                      f"{inventory.constraints} constraints (built in "
+                      f"{time.monotonic() - t0:.0f} s)")
+        settings = {"configured": dataset.configured_settings(),
+                    "effective": dataset.settings_of(source)}
+        if settings["effective"] != dataset.settings_of(target):
+            raise RuntimeError("the two clusters' settings differ")
+        runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
+        for round_no in range(1, options.rounds + 1):
+            copied_by: str | None = None
+            for contender in contenders:
+                if contender.unavailable:
+                    continue
+                target_db = f"t_{contender.key}" if contender.writes_target else (copied_by or "")
+                result = _one_run(contender, round_no, source, target, target_db, inventory,
+                                  workroot, options.timeout)
+                runs[contender.key].append(result)
+                if contender.writes_target and result["ok"] and copied_by is None:
+                    copied_by = target_db  # verify reads the first good copy of the round
+                _say(console, contender, result)
+        machine = {**report.machine_facts(), "postgresql": settings["effective"].get(
+            "server_version", "?"), "pgcopydb": pgcopydb_version()}
+        result = {
+            "format": 1,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine,
+            "settings": settings,
+            "options": {**asdict(options), "only": list(options.only),
+                        "payments_rows": payments_rows, "jobs": 2},
+            "dataset": {"scale": options.scale, "payments_rows": payments_rows,
+                        "database_bytes": size, "database_mb": round(size / 1e6, 1),
+                        "total_rows": sum(inventory.rows.values()), "tables": inventory.rows,
+                        "indexes": inventory.indexes, "constraints": inventory.constraints},
+            "contenders": [
+                {"key": c.key, "label": c.label, "command": c.command,
+                 "unavailable": c.unavailable, "runs": runs[c.key],
+                 "summary": report.summarize(runs[c.key], size)}
+                for c in contenders],
+            "notes": NOTES,
+        }
+        report.add_ratios(result["contenders"])
+        return result
+    finally:
+        dataset.stop_all(clusters)
+        shutil.rmtree(workroot, ignore_errors=True)
+
+
+def _say(console: Console, contender: Contender, result: dict[str, Any]) -> None:
+    if result["ok"]:
+        console.print(f"  round {result['round']} {contender.label}: {result['seconds']:.2f} s",
+                      markup=False)
+    else:
+        console.print(f"  round {result['round']} {contender.label}: FAILED: {result['error']}",
+                      markup=False)
+
+
+def _one_run(contender: Contender, round_no: int, source: LocalCluster, target: LocalCluster,
+             target_db: str, inventory: check.Inventory, workroot: Path,
+             timeout: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"round": round_no, "ok": False, "seconds": None, "error": None}
+    if not target_db:
+        result["error"] = "no contender of this round left a verified copy to read"
+        return result
+    if contender.writes_target:
+        dataset.recreate(target, target_db)
+    dataset.checkpoint(source, target)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{contender.key}-", dir=workroot))
+    ctx = Context(source=source, target=target, target_db=target_db, workdir=workdir)
+    procs = Processes(dataset.tool_env(source), time.monotonic() + timeout)
+    try:
+        with measured() as usage:
+            details = contender.run(ctx, procs)
+        result.update(details)
+        result["usage"] = asdict(usage)
+        if contender.writes_target:
+            problems = check.differences(inventory, check.inventory(target.dsn(target_db)))
+        elif details.get("tables") != len(inventory.rows):
+            problems = [f"verify compared {details.get('tables')} tables, the source has "
+                        f"{len(inventory.rows)}"]
+        else:
+            problems = []
+        if problems:
+            result["error"] = "independent check failed: " + "; ".join(problems[:5])
+        else:
+            result["ok"], result["seconds"] = True, round(usage.seconds, 3)
+    except RunFailed as exc:
+        result["error"] = str(exc)
+    finally:
+        procs.kill_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result

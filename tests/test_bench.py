@@ -1,0 +1,70 @@
+"""The benchmark works end to end: ``python -m bench`` at a tiny scale, one round.
+
+Runs the public entry point in a subprocess, exactly as ``make bench`` does, and checks the
+report's structure and that every run of every contender on this machine verified. Nothing
+here looks at a time: performance is asserted by the benchmark's report, never by a unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow, pytest.mark.pg]
+
+SUMMARY_FIELDS = {"verified_runs", "failed_runs", "median_s", "min_s", "max_s", "mb_per_s",
+                  "peak_rss_mib", "peak_pss_mib", "peak_process_rss_mib", "cpu_s",
+                  "ratio_to_raw", "ratio_to_copy"}
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("bench") / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "1", "--payments-rows", "20000",
+         "--rounds", "1", "--timeout", "120", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict, str]) -> None:  # type: ignore[type-arg]
+    result, _ = bench_run
+    by_key = {c["key"]: c for c in result["contenders"]}
+    assert list(by_key) == ["copy", "pg_dump", "pg_dump_z0", "pgcopydb", "raw", "verify"]
+    for key, contender in by_key.items():
+        if key == "pgcopydb" and shutil.which("pgcopydb") is None:
+            assert contender["unavailable"] and "not installed" in contender["unavailable"]
+            assert contender["runs"] == []
+            continue
+        assert contender["unavailable"] is None, key
+        assert [r["ok"] for r in contender["runs"]] == [True], (key, contender["runs"])
+        assert set(contender["summary"]) == SUMMARY_FIELDS, key
+        usage = contender["runs"][0]["usage"]
+        assert usage["peak_rss_mib"] > 0 and usage["cpu_seconds"] > 0, key
+    assert by_key["raw"]["summary"]["ratio_to_raw"] == 1.0
+    assert by_key["copy"]["summary"]["ratio_to_copy"] == 1.0
+    assert set(by_key["copy"]["runs"][0]["phases"]) >= {"data", "indexes+constraints"}
+    assert set(by_key["raw"]["runs"][0]["phases"]) == {"schema", "data", "post-data"}
+
+
+def test_report_names_the_machine_the_settings_and_the_dataset(bench_run: tuple[dict, str]) -> None:  # type: ignore[type-arg]
+    result, table = bench_run
+    assert result["machine"]["cores"] >= 1 and result["machine"]["postgresql"]
+    assert result["settings"]["configured"]["fsync"] == "off"
+    assert "shared_buffers" in result["settings"]["effective"]
+    dataset = result["dataset"]
+    assert dataset["scale"] == 1 and dataset["payments_rows"] == 20000
+    assert dataset["tables"]["public.pgbench_accounts"] == 100_000
+    assert dataset["tables"]["public.payments"] == 20_000
+    # 3 pgbench keys + payments key, uuid and timestamp indexes; 3 + 1 primary keys, 5 foreign keys.
+    assert dataset["indexes"] == 6 and dataset["constraints"] == 9
+    for label in ("rdsmigrate copy", "raw limit", "rdsmigrate verify", "x raw", "peak RSS"):
+        assert label in table
