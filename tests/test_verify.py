@@ -266,6 +266,28 @@ def test_key_order_that_differs_between_servers_is_a_note_not_a_difference(
     assert not _verify(pg_source, source_db, pg_target, target_db, chunk_rows=3).identical
 
 
+def test_column_order_and_dropped_columns_do_not_make_equal_rows_differ(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+) -> None:
+    rows = "INSERT INTO {t} (id, a, b) SELECT g, 'v' || g, g * 2 FROM generate_series(1, 50) g;"
+    _load(pg_source, source_db, "CREATE TABLE reordered (id int PRIMARY KEY, a text, b int);"
+          "CREATE TABLE dropped (id int PRIMARY KEY, a text, b int);"
+          + rows.format(t="reordered") + rows.format(t="dropped"))
+    _load(pg_target, target_db, "CREATE TABLE reordered (b int, id int PRIMARY KEY, a text);"
+          "CREATE TABLE dropped (id int PRIMARY KEY, gone text, a text, b int);"
+          "ALTER TABLE dropped DROP COLUMN gone;"
+          + rows.format(t="reordered") + rows.format(t="dropped"))
+
+    report = _verify(pg_source, source_db, pg_target, target_db, chunk_rows=20)
+
+    assert report.identical, report.differences
+    assert report.rows == 100
+
+    _exec(pg_target, target_db, "UPDATE reordered SET b = 0 WHERE id = 30")
+    [difference] = _verify(pg_source, source_db, pg_target, target_db, chunk_rows=20).differences
+    assert (difference.object, difference.range) == ("public.reordered", "id >= 21 and < 41")
+
+
 def test_selection_limits_what_is_compared(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
 ) -> None:

@@ -16,8 +16,9 @@ gaps there, so chunks differ although the rows do not. A table whose sampled-key
 therefore checksummed once more as a whole on both sides: if that agrees, the rows are the same and
 the report carries a note instead of a difference.
 
-Measured on a 2-core machine with source and target on it, ``jit`` off: about 40% faster than with
-the JIT compiling each chunk's aggregate at the default chunk size.
+Measured on a 2-core machine running both servers (PostgreSQL 15, 4 M rows, 491 MB of heap):
+70 MB/s of source data with ``--jobs 2`` and the default 100,000-row chunks; 46 MB/s with one job,
+60 MB/s with four (the cores are shared), 48 MB/s with 20,000-row chunks; the JIT on costs 7%.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ class _Comparison:
     """One table's chunks and the sums both sides computed for them."""
 
     source: catalog.Table
-    columns: list[str]
-    """Hashed on both sides: the source's columns that the target has too, in the source's order."""
+    columns: list[str] | None
+    """Hashed on both sides: None for the whole row when both sides have the same columns in the
+    same order, else the source's columns that the target has too, in the source's order."""
     chunks: list[Chunk]
     src: list[Sums | None]
     tgt: list[Sums | None]
@@ -191,8 +193,7 @@ def _compare_tables(src: Side, tgt: Side, pairs: list[tuple[catalog.Table, catal
         for (s, t), planned in zip(pairs, plans, strict=True):
             chunks = planned.result()
             n = len(chunks)
-            cmp = _Comparison(s, [c.name for c in s.columns if c.name in _names(t)], chunks,
-                              [None] * n, [None] * n, 2 * n)
+            cmp = _Comparison(s, _hashed_columns(s, t), chunks, [None] * n, [None] * n, 2 * n)
             comparisons.append(cmp)
             for i, chunk in enumerate(chunks):
                 query, params = checksum_query(s, cmp.columns, chunk, to_utf8=to_utf8)
@@ -216,6 +217,13 @@ def _check_whole(src: Side, tgt: Side, comparisons: list[_Comparison], to_utf8: 
         pending.append((cmp, src.submit(job, name), tgt.submit(job, name)))
     for cmp, on_src, on_tgt in pending:
         cmp.whole = (on_src.result(), on_tgt.result())
+
+
+def _hashed_columns(source: catalog.Table, target: catalog.Table) -> list[str] | None:
+    names = [c.name for c in source.columns]
+    if names == [c.name for c in target.columns]:
+        return None
+    return [n for n in names if n in _names(target)]
 
 
 def _planner(table: catalog.Table, chunk_rows: int) -> Callable[[psycopg.Connection[Any]], list[Chunk]]:
