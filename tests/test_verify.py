@@ -321,9 +321,11 @@ def test_cli_exit_codes_json_and_no_password(
     assert [(d["range"], d["source_rows"], d["target_rows"]) for d in result["differences"]] == [
         ("id < 251", 250, 249)]
 
-    human = runner.invoke(app, args[:-1])
+    # --quiet silences progress, not the verdict.
+    human = runner.invoke(app, [*args[:-1], "--quiet"])
     assert human.exit_code == 1
-    assert "id < 251" in human.output and "DIFFERENCES" in human.output
+    assert "DIFFERS public.numbered [id < 251]: source 250 rows, target 249 rows" in human.output
+    assert "DIFFERENCES: 1 in 1 object" in human.output
 
     for run in (same, differs, human):
         for stream in (run.stdout, run.stderr):

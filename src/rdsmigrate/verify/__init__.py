@@ -165,7 +165,7 @@ class _Comparison:
         for i in self.differing():
             src, tgt = self.src[i], self.tgt[i]
             assert src is not None and tgt is not None
-            detail = "row counts differ" if src[0] != tgt[0] else "same count, different contents"
+            detail = "counts differ" if src[0] != tgt[0] else "same count, contents differ"
             out.append(Difference(kind="rows", object=self.source.qualified,
                                   range=self.chunks[i].label, source_rows=src[0],
                                   target_rows=tgt[0], detail=detail))

@@ -6,8 +6,6 @@ Endpoints appear only as ``user@host:port/db``; no password is ever part of a re
 from __future__ import annotations
 
 from pydantic import BaseModel
-from rich import box
-from rich.table import Table as RichTable
 
 from rdsmigrate.progress import Reporter
 
@@ -72,36 +70,40 @@ class VerifyReport(BaseModel):
     seconds: float
 
     def render(self, reporter: Reporter) -> None:
-        if reporter.quiet:
-            return
+        """The verdict, shown even with ``--quiet`` (which silences progress only)."""
+        def say(text: str) -> None:
+            reporter.console.print(text, markup=False)
+
         for note in self.notes:
-            reporter.warn(note)
+            say(f"note: {note}")
         if self.identical:
-            reporter.info(
-                f"verified identical: {len(self.tables)} tables, {self.rows:,} rows, "
-                f"{len(self.sequences)} sequences, {self.large_objects.source_count} large objects "
-                f"in {self.seconds:.1f} s"
+            say(
+                f"verified identical: {_n(len(self.tables), 'table')}, {_n(self.rows, 'row')}, "
+                f"{_n(len(self.sequences), 'sequence')}, "
+                f"{_n(self.large_objects.source_count, 'large object')} in {self.seconds:.1f} s"
             )
             return
+        # One line per difference: readable in a terminal, in a CI log, and with grep.
         shown: dict[str, int] = {}
-        view = RichTable("object", "where", "source", "target", "detail", box=box.SIMPLE)
         hidden = 0
         for d in self.differences:
             shown[d.object] = shown.get(d.object, 0) + 1
             if shown[d.object] > SHOWN_PER_TABLE:
                 hidden += 1
                 continue
-            view.add_row(d.object, d.range or "", _rows(d.source_rows), _rows(d.target_rows),
-                         d.detail or d.kind)
-        reporter.console.print(view)
+            where = f" [{d.range}]" if d.range else ""
+            counts = (f": source {d.source_rows:,} rows, target {d.target_rows:,} rows"
+                      if d.source_rows is not None and d.target_rows is not None else "")
+            say(f"DIFFERS {d.object}{where}{counts} ({d.detail or d.kind})")
         if hidden:
-            reporter.info(f"... and {hidden} more differing ranges (--json lists all)")
+            say(f"... and {hidden} more differing ranges (--json lists them all)")
         objects = len({d.object for d in self.differences})
-        reporter.info(
-            f"DIFFERENCES: {len(self.differences)} in {objects} objects "
-            f"({len(self.tables)} tables, {self.rows:,} source rows compared in {self.seconds:.1f} s)"
+        say(
+            f"DIFFERENCES: {len(self.differences)} in {_n(objects, 'object')} "
+            f"({_n(len(self.tables), 'table')}, {self.rows:,} source rows compared "
+            f"in {self.seconds:.1f} s)"
         )
 
 
-def _rows(n: int | None) -> str:
-    return "" if n is None else f"{n:,} rows"
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
