@@ -288,6 +288,26 @@ def test_column_order_and_dropped_columns_do_not_make_equal_rows_differ(
     assert (difference.object, difference.range) == ("public.reordered", "id >= 21 and < 41")
 
 
+def test_servers_with_different_encodings_compare_the_same_characters(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster
+) -> None:
+    latin1 = f"latin1_{source_db}"
+    _exec(pg_target, "postgres", f"CREATE DATABASE {latin1} ENCODING 'LATIN1' LC_COLLATE 'C' "
+                                 "LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        script = ("CREATE TABLE names (id int PRIMARY KEY, name text);"
+                  "INSERT INTO names VALUES (1, 'Müller'), (2, 'Ångström'), (3, 'plain');")
+        _load(pg_source, source_db, script)
+        _load(pg_target, latin1, script)
+
+        assert _verify(pg_source, source_db, pg_target, latin1).identical
+
+        _exec(pg_target, latin1, "UPDATE names SET name = 'Muller' WHERE id = 1")
+        assert not _verify(pg_source, source_db, pg_target, latin1).identical
+    finally:
+        drop_database(pg_target, latin1)
+
+
 def test_selection_limits_what_is_compared(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
 ) -> None:

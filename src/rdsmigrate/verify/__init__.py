@@ -8,7 +8,8 @@ compares equal even across major versions.
 
 What it guarantees: equal counts and equal sums of 64-bit row hashes in every chunk, which for
 different data would take an md5 collision or a sum of them cancelling out (odds of about 2^-64
-per chunk). What it does not compare: indexes, constraints, grants, comments, or rows of views.
+per chunk). What it does not compare: indexes, constraints, grants, comments, or rows of views
+and materialized views (derived data: equal tables give equal views once refreshed).
 
 When a text or composite key sorts differently on the two servers (another collation or glibc
 version), the source's boundaries are out of order on the target and its chunks overlap or leave

@@ -147,6 +147,8 @@ class Side:
         """Stop queries in flight (on an error elsewhere or Ctrl-C) so that closing is quick."""
         with self._lock:
             conns = list(self._workers)
+            # Jobs that a worker picks up from now on stop before sending anything.
+            self._failure = self._failure or RuntimeError("verification stopped")
         for conn in conns:
             with contextlib.suppress(psycopg.Error):
                 conn.cancel_safe(timeout=5)
