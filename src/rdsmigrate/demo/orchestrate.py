@@ -96,7 +96,9 @@ def _migrate(source: Endpoint, target: Endpoint, *, scale: int, jobs: int, repor
         copied = copy.run(source, target, copy_options, reporter)
     with reporter.phase("verify"):
         verified = verify.run(source, target, VerifyOptions(jobs=jobs), reporter)
-        verified.render(reporter)
+        # The differences are worth stderr even under --json; a plain "identical" is not.
+        if not (reporter.quiet and verified.identical):
+            verified.render(reporter)
     if not verified.identical:
         objects = sorted({d.object for d in verified.differences})
         named = ", ".join(objects[:NAMED_DIFFERENCES])
