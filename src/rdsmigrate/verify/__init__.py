@@ -19,7 +19,8 @@ the report carries a note instead of a difference.
 
 Measured on a 2-core machine running both servers (PostgreSQL 15, 4 M rows, 491 MB of heap):
 70 MB/s of source data with ``--jobs 2`` and the default 100,000-row chunks; 46 MB/s with one job,
-60 MB/s with four (the cores are shared), 48 MB/s with 20,000-row chunks; the JIT on costs 7%.
+60 MB/s with four (the cores are shared), 48 MB/s with 20,000-row chunks. With the JIT on, 7%
+slower in that run and no faster in a repeat on a busier machine: it buys nothing here.
 """
 
 from __future__ import annotations
