@@ -225,6 +225,113 @@ def demo(
     emit(result, as_json, reporter)
 
 
+StateDirOpt = Annotated[
+    Path, typer.Option("--state-dir", help="Where the online migration's record is kept.")
+]
+
+
+@app.command()
+@handled
+def sync(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    jobs: JobsOpt = 4,
+    schema: SchemaOpt = None,
+    exclude_table: ExcludeOpt = None,
+    replica_identity_full: Annotated[bool, typer.Option("--replica-identity-full", help="Set REPLICA IDENTITY FULL on tables without a primary key so their updates and deletes replicate.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Drop the target's objects that the copy recreates instead of refusing a non-empty target.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Once streaming, keep showing the status until Ctrl-C.")] = False,
+    state_dir: StateDirOpt = Path(".rdsmigrate"),
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy from one consistent snapshot, then stream the source's changes to the target with
+    PostgreSQL's logical replication from exactly that snapshot. Returns once streaming."""
+    from rdsmigrate.online import status as status_phase
+    from rdsmigrate.online import sync as phase
+    from rdsmigrate.online.settings import StatusOptions, SyncOptions
+
+    src, tgt = _endpoints(source, target)
+    options = SyncOptions(
+        copy_options=CopyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
+                                 replace=replace, state_dir=state_dir),
+        replica_identity_full=replica_identity_full,
+    )
+    reporter = Reporter(quiet=quiet or as_json)
+    result = phase.run(src, tgt, options, reporter)
+    emit(result, as_json, reporter)
+    if follow:
+        status_phase.watch(src, tgt, StatusOptions(state_dir=state_dir), reporter, as_json=as_json)
+
+
+@app.command()
+@handled
+def status(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
+    warn_wal_mb: Annotated[int, typer.Option("--warn-wal-mb", min=0, help="Warn when the slot holds more source WAL than this.")] = 1024,
+    state_dir: StateDirOpt = Path(".rdsmigrate"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Lag (bytes and seconds), per-table state, WAL held on the source, the apply worker and its
+    errors, and DDL changed on the source since the copy."""
+    from rdsmigrate.online import status as phase
+    from rdsmigrate.online.settings import StatusOptions
+
+    src, tgt = _endpoints(source, target)
+    options = StatusOptions(state_dir=state_dir, retained_wal_warn_bytes=warn_wal_mb * 1024 * 1024)
+    reporter = Reporter()
+    if watch:
+        phase.watch(src, tgt, options, reporter, as_json=as_json)
+    emit(phase.run(src, tgt, options), as_json, reporter)
+
+
+@app.command()
+@handled
+def cutover(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    max_lag: Annotated[int, typer.Option("--max-lag", min=0, help="Refuse to start while the target is more than this many bytes behind.")] = 16 * 1024 * 1024,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds the frozen source waits for the target to apply its last changes.")] = 60.0,
+    verify: Annotated[str, typer.Option("--verify", help="counts (exact row counts), full (verify's checksums) or none.")] = "counts",
+    jobs: JobsOpt = 4,
+    state_dir: StateDirOpt = Path(".rdsmigrate"),
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Freeze the source's writes (every role), let the target apply the last of them, set the
+    sequences, verify, and detach the target. Prints the write downtime. On any failure the
+    source is unfrozen and replication keeps running."""
+    from rdsmigrate.online import cutover as phase
+    from rdsmigrate.online.settings import CutoverOptions
+
+    src, tgt = _endpoints(source, target)
+    options = CutoverOptions(state_dir=state_dir, max_lag_bytes=max_lag, timeout_s=timeout,
+                             verify=verify, jobs=jobs)  # type: ignore[arg-type]
+    reporter = Reporter(quiet=quiet or as_json)
+    emit(phase.run(src, tgt, options, reporter), as_json, reporter)
+
+
+@app.command()
+@handled
+def abort(
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    state_dir: StateDirOpt = Path(".rdsmigrate"),
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove every replication object the tool created (subscription, slot, publication), and
+    unfreeze the source if the tool froze it. The target's copied data stays."""
+    from rdsmigrate.online import abort as phase
+    from rdsmigrate.online.settings import AbortOptions
+
+    src, tgt = _endpoints(source, target)
+    reporter = Reporter(quiet=quiet or as_json)
+    emit(phase.run(src, tgt, AbortOptions(state_dir=state_dir), reporter), as_json, reporter)
+
+
 def main() -> None:
     os.environ.setdefault("PGAPPNAME", "rdsmigrate")
     app()

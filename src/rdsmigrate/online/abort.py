@@ -1,0 +1,89 @@
+"""``rdsmigrate abort``: remove every replication object the tool created, on both sides.
+
+From the state record when there is one, and always also by name (every object is named
+``rdsmigrate_...``), so a lost record or a crash between creating an object and recording it leaves
+nothing behind: a forgotten slot holds the source's WAL until its disk fills.
+
+Found by name only, a slot or publication could belong to another migration of the same source
+(to another target): a slot that a walsender is using right now is left alone, and so is the
+publication of the same name, unless the record or the target's subscription says it is ours.
+The source is unfrozen when this tool froze it (recorded), or when the record is gone and our
+replication objects are still there (a cutover interrupted while frozen).
+
+What it leaves: the target's copied tables and data (drop the database to discard them), and the
+REPLICA IDENTITY FULL that ``sync`` set with consent (harmless; the report names the tables).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.online import freeze, replication, state
+from rdsmigrate.online.settings import AbortOptions
+from rdsmigrate.progress import Reporter
+
+
+class AbortReport(BaseModel):
+    subscriptions: list[str]
+    slots: list[str]
+    publications: list[str]
+    left_in_use: list[str]
+    """Objects named like ours but in use by a replication this run could not tie to us."""
+    unfrozen: bool
+    replica_identity_full: list[str]
+
+    def render(self, reporter: Reporter) -> None:
+        def line(text: str) -> None:
+            reporter.console.print(text, markup=False, highlight=False)
+
+        dropped = [f"subscription {n}" for n in self.subscriptions] + [
+            f"slot {n}" for n in self.slots] + [f"publication {n}" for n in self.publications]
+        line("removed: " + (", ".join(dropped) if dropped else "nothing (no object of ours left)"))
+        if self.unfrozen:
+            line("the source database was unfrozen (writes accepted again)")
+        for n in self.left_in_use:
+            line(f"left alone: {n} is in use by a live replication not recorded as ours; drop it "
+                 "by hand if it is yours")
+        if self.replica_identity_full:
+            line("REPLICA IDENTITY FULL stays on " + ", ".join(self.replica_identity_full)
+                 + " (ALTER TABLE .. REPLICA IDENTITY DEFAULT to undo)")
+
+
+def run(source: Endpoint, target: Endpoint, options: AbortOptions, reporter: Reporter) -> AbortReport:
+    record = state.load(options.state_dir, target)
+    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+        freeze.writable(src)
+        found = replication.find(src, tgt)
+        ours = set(found.subscriptions) | ({record.name} if record else set())
+        active = {r[0] for r in src.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE active AND slot_name LIKE %s",
+            [replication.NAME_LIKE]).fetchall()}
+        temporary = {r[0] for r in src.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE temporary").fetchall()}
+        subs = [n for n in found.subscriptions if replication.drop_subscription(tgt, n)]
+        # A copy of our publication that pg_dump carried to the target (sync drops it at once;
+        # a sync interrupted in between leaves it).
+        copied = [r[0] for r in tgt.execute("SELECT pubname FROM pg_publication WHERE pubname "
+                                            "LIKE %s", [replication.NAME_LIKE]).fetchall()]
+        pubs_target = [n for n in copied if replication.drop_publication(tgt, n)]
+        skipped = sorted((active - ours) & (set(found.slots) | set(found.publications)))
+        slots = [n for n in found.slots
+                 if n not in skipped and n not in temporary and replication.drop_slot(src, n)]
+        pubs = [n for n in found.publications
+                if n not in skipped and replication.drop_publication(src, n)]
+        unfrozen = False
+        interrupted_freeze = record is None and bool(found) and freeze.is_frozen(src)
+        if (record is not None and record.frozen) or interrupted_freeze:
+            freeze.unfreeze(src, source.dbname)
+            unfrozen = True
+    if record is not None:
+        record.phase = "aborted"
+        record.frozen = False
+        record.save(state.location(options.state_dir, target))
+    report = AbortReport(subscriptions=subs, slots=slots, publications=pubs + pubs_target,
+                         left_in_use=[f"slot/publication {n}" for n in skipped], unfrozen=unfrozen,
+                         replica_identity_full=record.replica_identity_full if record else [])
+    reporter.info(f"abort: {len(subs)} subscription(s), {len(slots)} slot(s), {len(pubs)} "
+                  "publication(s) removed")
+    return report

@@ -1,0 +1,109 @@
+"""Stopping and restarting writes on the source database, for every role.
+
+How, and the limits of it (PostgreSQL has no "read-only database" switch short of stopping it):
+
+1. ``ALTER DATABASE .. SET default_transaction_read_only = on``: every session that starts from
+   now on begins each transaction read-only, whoever its role, so its writes fail with
+   SQLSTATE 25006 ("cannot execute INSERT in a read-only transaction"), an error the application
+   sees. ``nextval`` is refused too, so sequences stop where they are.
+2. Every client backend of the database that started before that commit is terminated (it read
+   the old default when it started): its open transaction rolls back and the application sees the
+   connection end. The replication walsenders are kept (they carry the last changes to the
+   target), as are this tool's own sessions (application_name ``rdsmigrate``).
+3. Re-checked: no client backend started before the freeze remains.
+
+What it does not stop: a client that explicitly asks for a read-write transaction
+(``SET default_transaction_read_only = off``, ``BEGIN READ WRITE``); applications do not, in
+practice. Blocking connections instead (``ALLOW_CONNECTIONS false``, ``CONNECTION LIMIT 0``,
+revoking CONNECT) was rejected: it would also block the logical walsender the subscription may
+need to reconnect with (and ``ALLOW_CONNECTIONS`` this tool), and it turns every application
+request into a connection storm rather than one clear error per write. The cutover's count check
+would reveal a write that slipped through.
+
+Unfreezing is ``ALTER DATABASE .. RESET default_transaction_read_only``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from rdsmigrate.db.connect import APPLICATION_NAME
+from rdsmigrate.errors import UserError
+
+SETTING = "default_transaction_read_only"
+
+
+def writable(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """Make this tool's own session writable whether or not the database is frozen."""
+    conn.execute(sql.SQL("SET {} = off").format(sql.Identifier(SETTING)))
+    return conn
+
+
+def unfreeze_command(dbname: str) -> str:
+    return f"ALTER DATABASE {sql.Identifier(dbname).as_string()} RESET {SETTING}"
+
+
+@dataclass(frozen=True)
+class Frozen:
+    at: datetime
+    """Server time when new sessions became read-only."""
+    terminated: int
+    """Client sessions ended because they began before the freeze."""
+
+
+_OLD_SESSIONS_SQL = """
+SELECT pid FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend'
+   AND pid <> pg_backend_pid() AND backend_start <= %s
+   AND coalesce(application_name, '') <> %s
+"""
+
+
+def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) -> Frozen:
+    """Freeze writes as described above; raises UserError (the caller unfreezes) when a session
+    that could still write cannot be ended in time."""
+    conn.execute(sql.SQL("ALTER DATABASE {} SET {} = on").format(sql.Identifier(dbname),
+                                                                 sql.Identifier(SETTING)))
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    at: datetime = row[0]
+    terminated: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        old = [r[0] for r in conn.execute(_OLD_SESSIONS_SQL, [at, APPLICATION_NAME]).fetchall()]
+        if not old:
+            return Frozen(at, len(terminated))
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"{len(old)} session(s) of database {dbname} that began before the freeze could "
+                f"not be ended in {timeout_s:.0f} s (pids {', '.join(map(str, old[:10]))}): the "
+                "tool's user needs superuser, rds_superuser or pg_signal_backend to end them"
+            )
+        for pid in set(old) - terminated:
+            try:
+                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            terminated.add(pid)
+        time.sleep(0.02)
+
+
+def unfreeze(conn: psycopg.Connection[Any], dbname: str) -> None:
+    conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(dbname),
+                                                              sql.Identifier(SETTING)))
+
+
+def is_frozen(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the current database makes new sessions read-only (for all roles)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d
+                            ON d.oid = s.setdatabase
+                          WHERE d.datname = current_database() AND s.setrole = 0
+                            AND %s = ANY(s.setconfig))""", [f"{SETTING}=on"]).fetchone()
+    return bool(row and row[0])
