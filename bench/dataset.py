@@ -48,19 +48,18 @@ CREATE TABLE payments (
 )
 """
 
-# ~250 bytes a row: 2 M rows make the ~500 MB that bring the database to ~1.1 GB at scale 40.
+# ~160 bytes a row on disk: 2 M rows and their three indexes make the ~0.5 GB that bring the
+# database to ~1.1 GB at scale 40.
 PAYMENTS_FILL = """
 INSERT INTO payments
 SELECT i,
        md5(i::text)::uuid,
        round((i %% 100000) * 1.37 + (i %% 97) / 100.0, 2),
        (ARRAY['EUR', 'USD', 'GBP', 'JPY'])[1 + i %% 4],
-       'payment ' || i || ' for order ' || (i * 7919) %% 1000003 || ' ' || md5((i * 31)::text),
-       jsonb_build_object('order', i * 7919 %% 1000003, 'channel',
-                          (ARRAY['web', 'pos', 'api'])[1 + i %% 3], 'items', i %% 7,
-                          'tags', jsonb_build_array('t' || i %% 11, 't' || i %% 13)),
+       'order ' || (i * 7919) %% 1000003,
+       jsonb_build_object('channel', (ARRAY['web', 'pos', 'api'])[1 + i %% 3], 'items', i %% 7),
        timestamptz '2024-01-01 00:00:00+00' + make_interval(secs => i * 3.7),
-       decode(md5(i::text) || md5((i + 1)::text), 'hex')
+       decode(md5(i::text), 'hex')
   FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i
 """
 
@@ -84,6 +83,11 @@ def start_clusters(bindir: Path) -> tuple[LocalCluster, LocalCluster]:
         stop_all(started)
         raise
     return started[0], started[1]
+
+
+def postmaster_pid(cluster: LocalCluster) -> int:
+    """The server's main process, whose children are its backends (for their CPU)."""
+    return int((cluster.datadir / "postmaster.pid").read_text().split()[0])
 
 
 def stop_all(clusters: list[LocalCluster]) -> None:

@@ -15,8 +15,10 @@ descends from the benchmark. A sampler thread walks that tree every ~50 ms and k
 CPU comes from ``getrusage(RUSAGE_CHILDREN)``: every process of the tree is waited for by its
 parent, so the difference before and after a run is the tree's whole CPU, exact, even for
 processes shorter than a sample. The sampler adds a per-program split (last value seen per pid,
-so a process living less than 50 ms may be missed there), and the machine's busy share from
-``/proc/stat`` says whether both cores were in use (servers included).
+so a process living less than 50 ms may be missed there). The servers' CPU is the postmaster's
+own and reaped children's time plus its live children's, before and after. What the machine's
+cores did beyond the tool and the servers (``other_cpu_seconds``, from ``/proc/stat``) is load
+from outside the benchmark: on a shared machine it says which runs were disturbed.
 """
 
 from __future__ import annotations
@@ -102,9 +104,27 @@ def _program(pid: int, comm: str) -> str:
 def _machine_jiffies() -> tuple[int, int]:
     """(busy, total) jiffies of all cores since boot."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
+        # user nice system idle iowait irq softirq steal; guest time is already in user.
+        values = [int(v) for v in f.readline().split()[1:9]]
+    idle = values[3] + values[4]
     return sum(values) - idle, sum(values)
+
+
+def server_cpu(postmasters: Sequence[int]) -> float:
+    """CPU seconds the servers have used so far: each postmaster's own, its reaped children's
+    (stat fields 14-17) and its live children's."""
+    total = 0
+    for pid in postmasters:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += sum(int(v) for v in fields[11:15])
+        for child in _children_map().get(pid, []):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{child}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -117,8 +137,11 @@ class Usage:
     peak_process_rss_mib: float = 0.0
     cpu_seconds: float = 0.0
     cpu_by_program: dict[str, float] = field(default_factory=dict)
+    server_cpu_seconds: float = 0.0
+    other_cpu_seconds: float = 0.0
+    """CPU used on the machine by neither the tool, nor the servers, nor the benchmark."""
     machine_busy: float = 0.0
-    """Share of all cores busy during the run (servers included), 0..1."""
+    """Share of all cores busy during the run (servers and others included), 0..1."""
 
 
 class TreeSampler:
@@ -130,16 +153,18 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
         self._me = os.getpid()
-        self._names: dict[int, str] = {}
+        self._names: dict[int, tuple[str, str]] = {}
 
     def _sample(self) -> None:
         rss = pss = biggest = 0
         for pid in descendants(self._me):
             try:
                 comm, cpu = _cpu_and_name(pid)
-                if pid not in self._names:
-                    self._names[pid] = _program(pid, comm)
-                self._cpu[pid] = (self._names[pid], cpu)
+                # Named again when comm changes: a child is seen as its Python parent between
+                # fork and exec.
+                if self._names.get(pid, ("", ""))[0] != comm:
+                    self._names[pid] = (comm, _program(pid, comm))
+                self._cpu[pid] = (self._names[pid][1], cpu)
                 one = _kib(f"/proc/{pid}/status", "VmRSS:")
                 with contextlib.suppress(OSError):
                     pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
@@ -170,10 +195,16 @@ class TreeSampler:
         self.usage.cpu_by_program = dict(sorted(by_program.items(), key=lambda kv: -kv[1]))
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 @contextlib.contextmanager
-def measured() -> Iterator[Usage]:
+def measured(postmasters: Sequence[int]) -> Iterator[Usage]:
     """Time the block and measure every process it starts; fills the yielded Usage on exit."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children0, self0, servers0 = (_cpu(resource.RUSAGE_CHILDREN), _cpu(resource.RUSAGE_SELF),
+                                  server_cpu(postmasters))
     busy0, total0 = _machine_jiffies()
     t0 = time.monotonic()
     sampler = TreeSampler()
@@ -181,9 +212,12 @@ def measured() -> Iterator[Usage]:
         yield sampler.usage
     usage = sampler.usage
     usage.seconds = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    usage.cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     busy1, total1 = _machine_jiffies()
+    usage.cpu_seconds = _cpu(resource.RUSAGE_CHILDREN) - children0
+    usage.server_cpu_seconds = server_cpu(postmasters) - servers0
+    bench_cpu = _cpu(resource.RUSAGE_SELF) - self0
+    usage.other_cpu_seconds = max(0.0, (busy1 - busy0) / CLOCK_TICKS - usage.cpu_seconds
+                                  - usage.server_cpu_seconds - bench_cpu)
     usage.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
 
 

@@ -39,6 +39,8 @@ def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]
         "peak_pss_mib": round(max(r["usage"]["peak_pss_mib"] for r in ok), 1),
         "peak_process_rss_mib": round(max(r["usage"]["peak_process_rss_mib"] for r in ok), 1),
         "cpu_s": round(statistics.median(r["usage"]["cpu_seconds"] for r in ok), 2),
+        "server_cpu_s": round(statistics.median(r["usage"]["server_cpu_seconds"] for r in ok), 2),
+        "other_cpu_s": round(statistics.median(r["usage"]["other_cpu_seconds"] for r in ok), 2),
     }
 
 
@@ -81,19 +83,22 @@ def render(result: dict[str, Any], console: Console) -> None:
              f"PostgreSQL {machine['postgresql']}")
     table = Table(title=title, title_justify="left")
     for name in ("contender", "ok/runs", "median s", "min s", "max s", "MB/s",
-                 "peak RSS MiB", "peak PSS MiB", "CPU s", "x raw", "x copy"):
+                 "peak RSS MiB", "peak PSS MiB", "CPU s tool/srv", "x raw", "x copy",
+                 "others CPU s"):
         table.add_column(name, justify="left" if name == "contender" else "right")
     for c in result["contenders"]:
         s = c["summary"]
         if c.get("unavailable"):
-            table.add_row(c["label"], "absent", *["-"] * 9)
+            table.add_row(c["label"], "absent", *["-"] * 10)
             continue
         table.add_row(
             c["label"], f"{s['verified_runs']}/{s['verified_runs'] + s['failed_runs']}",
             _fmt(s.get("median_s"), ".2f"), _fmt(s.get("min_s"), ".2f"),
             _fmt(s.get("max_s"), ".2f"), _fmt(s.get("mb_per_s")), _fmt(s.get("peak_rss_mib"), ".0f"),
-            _fmt(s.get("peak_pss_mib"), ".0f"), _fmt(s.get("cpu_s")),
-            _fmt(s.get("ratio_to_raw"), ".2f"), _fmt(s.get("ratio_to_copy"), ".2f"))
+            _fmt(s.get("peak_pss_mib"), ".0f"),
+            f"{_fmt(s.get('cpu_s'))} / {_fmt(s.get('server_cpu_s'))}",
+            _fmt(s.get("ratio_to_raw"), ".2f"), _fmt(s.get("ratio_to_copy"), ".2f"),
+            _fmt(s.get("other_cpu_s")))
     console.print(table)
     for c in result["contenders"]:
         if c.get("unavailable"):
@@ -102,6 +107,13 @@ def render(result: dict[str, Any], console: Console) -> None:
             if not run["ok"]:
                 console.print(f"{c['label']} round {run['round']}: FAILED, not timed: "
                               f"{run['error']}", markup=False)
+    disturbed = [f"{c['label']} round {r['round']} ({r['usage']['other_cpu_seconds']:.0f} CPU s)"
+                 for c in result["contenders"] for r in c["runs"]
+                 if r.get("usage") and r["usage"]["other_cpu_seconds"] > 0.1 * r["seconds"]
+                 * (result["machine"]["cores"] or 1)]
+    if disturbed:
+        console.print("other processes on the machine used more than 10 % of its CPU during: "
+                      + ", ".join(disturbed), markup=False, highlight=False)
     for note in result["notes"]:
         console.print(f"note: {note}", markup=False, highlight=False)
 

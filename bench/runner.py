@@ -35,7 +35,8 @@ NOTES = [
     "peak RSS is the largest sum of VmRSS over the contender's process tree in one 50 ms "
     "sample (shared pages counted once per process: an upper bound); peak PSS splits shared "
     "pages between processes (the tree's real share); servers are not included",
-    "CPU s is the median user+system CPU of the contender's own processes (not the servers')",
+    "CPU s is the median user+system CPU of the contender's own processes / of both servers; "
+    "others is CPU used meanwhile by processes outside the benchmark (a shared machine)",
     "clusters run with fsync, synchronous_commit and full_page_writes off (disposable data): "
     "the figures measure CPU and memory bandwidth, not disk flushes",
     "the raw limit copies rows only (no sequence values); the other contenders copy everything",
@@ -153,7 +154,7 @@ def _one_run(contender: Contender, round_no: int, source: LocalCluster, target: 
     ctx = Context(source=source, target=target, target_db=target_db, workdir=workdir)
     procs = Processes(dataset.tool_env(source), time.monotonic() + timeout)
     try:
-        with measured() as usage:
+        with measured([dataset.postmaster_pid(source), dataset.postmaster_pid(target)]) as usage:
             details = contender.run(ctx, procs)
         result.update(details)
         result["usage"] = asdict(usage)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.pg]
 
 SUMMARY_FIELDS = {"verified_runs", "failed_runs", "median_s", "min_s", "max_s", "mb_per_s",
                   "peak_rss_mib", "peak_pss_mib", "peak_process_rss_mib", "cpu_s",
-                  "ratio_to_raw", "ratio_to_copy"}
+                  "server_cpu_s", "other_cpu_s", "ratio_to_raw", "ratio_to_copy"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict,
         assert set(contender["summary"]) == SUMMARY_FIELDS, key
         usage = contender["runs"][0]["usage"]
         assert usage["peak_rss_mib"] > 0 and usage["cpu_seconds"] > 0, key
+        assert usage["server_cpu_seconds"] > 0, key
     assert by_key["raw"]["summary"]["ratio_to_raw"] == 1.0
     assert by_key["copy"]["summary"]["ratio_to_copy"] == 1.0
     assert set(by_key["copy"]["runs"][0]["phases"]) >= {"data", "indexes+constraints"}
