@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="seconds one run may take before it is killed and reported as failed "
                         "(default: %(default)s)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a sentence about this run's conditions, kept in the report "
+                        "(repeatable)")
     p.add_argument("--out", type=Path, default=None,
                    help="write the JSON result here (default: bench/results/<time>.json and "
                         "bench/results/latest.json)")
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     options = runner.Options(
         scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
-        only=tuple(k.strip() for k in args.only.split(",") if k.strip()), timeout=args.timeout)
+        only=tuple(k.strip() for k in args.only.split(",") if k.strip()), timeout=args.timeout,
+        notes=tuple(args.note))
     try:
         result = runner.run(options, console)
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from bench import check, dataset, report
-from bench.contenders import Contender, Context, all_contenders, pgcopydb_version
+from bench.contenders import JOBS, Contender, Context, all_contenders, pgcopydb_version
 from bench.measure import Processes, RunFailed, measured
 from rdsmigrate.localpg import LocalCluster, find_bindir
 
@@ -52,6 +52,8 @@ class Options:
     only: tuple[str, ...] = ()
     timeout: float = 1800.0
     """Seconds one run may take before it is killed and reported as failed."""
+    notes: tuple[str, ...] = ()
+    """The operator's words about this run's conditions, printed and kept with the figures."""
 
 
 def _select(only: tuple[str, ...]) -> list[Contender]:
@@ -111,8 +113,9 @@ def run(options: Options, console: Console) -> dict[str, Any]:
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine,
             "settings": settings,
-            "options": {**asdict(options), "only": list(options.only),
-                        "payments_rows": payments_rows, "jobs": 2},
+            "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
+                        "only": list(options.only), "payments_rows": payments_rows,
+                        "jobs": JOBS},
             "dataset": {"scale": options.scale, "payments_rows": payments_rows,
                         "database_bytes": size, "database_mb": round(size / 1e6, 1),
                         "total_rows": sum(inventory.rows.values()), "tables": inventory.rows,
@@ -122,7 +125,7 @@ def run(options: Options, console: Console) -> dict[str, Any]:
                  "unavailable": c.unavailable, "runs": runs[c.key],
                  "summary": report.summarize(runs[c.key], size)}
                 for c in contenders],
-            "notes": NOTES,
+            "notes": [*options.notes, *NOTES],
         }
         report.add_ratios(result["contenders"])
         return result
