@@ -22,7 +22,8 @@ AS $$ SELECT base * current_setting('rdsmigrate.demo_scale')::integer $$;
 -- A stable pseudo-random integer in [0, m) for row g; salt makes columns independent.
 -- hashint8extended hashes the integer's value, not its bytes, and cannot change between
 -- releases (hash partitions depend on it): the same on every machine and version. The salt's
--- md5 is a constant the planner folds once; md5 per row instead took ten times as long.
+-- md5 is a constant the planner folds once; an md5 per row instead made the payments step four
+-- times slower (1.9 s against 0.5 s at scale 1).
 CREATE FUNCTION pg_temp.pick(salt text, g bigint, m bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT (hashint8extended(g, ('x' || substr(md5(salt), 1, 15))::bit(60)::bigint)
