@@ -43,19 +43,22 @@ class _Phases:
 
 def run(*, scale: int, jobs: int, keep: bool, reporter: Reporter) -> DemoReport:
     started = time.monotonic()
-    with reporter.phase("starting two local PostgreSQL clusters"):
-        source_cluster, target_cluster = clusters.start_pair(SOURCE_ROLE, TARGET_ROLE)
     workdir = Path(tempfile.mkdtemp(prefix="rdsmigrate-demo-work-"))
-    psql = clusters.psql_program(source_cluster)
+    pair: tuple[LocalCluster, LocalCluster] | None = None
     sides: list[ClusterAccess] = []
+    succeeded = False
     try:
-        source, source_server = clusters.create_database(source_cluster, "source")
-        target, target_server = clusters.create_database(target_cluster, "target")
-        sides = [clusters.access(source_cluster, SOURCE_ROLE, source_server, kept=keep),
-                 clusters.access(target_cluster, TARGET_ROLE, target_server, kept=keep)]
+        with reporter.phase("starting two local PostgreSQL clusters"):
+            pair = clusters.start_pair(SOURCE_ROLE, TARGET_ROLE)
+        psql = clusters.psql_program(pair[0])
+        source, source_server = clusters.create_database(pair[0], "source")
+        target, target_server = clusters.create_database(pair[1], "target")
+        sides = [clusters.access(pair[0], SOURCE_ROLE, source_server, kept=keep),
+                 clusters.access(pair[1], TARGET_ROLE, target_server, kept=keep)]
         reporter.info(f"{SOURCE_ROLE}: {source.describe()} ({source_server}); "
                       f"{TARGET_ROLE}: {target.describe()} ({target_server})")
         done = _migrate(source, target, scale=scale, jobs=jobs, reporter=reporter, workdir=workdir)
+        succeeded = True
     except BaseException:
         if keep and sides:
             # The summary that would say where the clusters are is not coming: say it here.
@@ -63,8 +66,13 @@ def run(*, scale: int, jobs: int, keep: bool, reporter: Reporter) -> DemoReport:
                 reporter.stream.write(line + "\n")
         raise
     finally:
-        if not keep:
-            _tear_down([source_cluster, target_cluster], workdir)
+        if not keep and pair is not None:
+            for cluster in pair:
+                cluster.stop()
+        # Kept clusters stay for inspection even after a failure; the copy report only with a
+        # summary that announces it.
+        if not (keep and succeeded):
+            shutil.rmtree(workdir, ignore_errors=True)
     copied, verified = done.copied, done.verified
     return DemoReport(
         scale=scale, jobs=jobs, source=sides[0], target=sides[1],
@@ -109,9 +117,3 @@ def _migrate(source: Endpoint, target: Endpoint, *, scale: int, jobs: int, repor
             f"{TARGET_ROLE} in {named}: the copy is not faithful (a bug: please report it "
             "with the output of `rdsmigrate demo --keep` and `rdsmigrate verify --json`)")
     return _Phases(built, preflight_seconds, copied, verified)
-
-
-def _tear_down(pair: list[LocalCluster], workdir: Path) -> None:
-    for cluster in pair:
-        cluster.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
