@@ -345,9 +345,14 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     status = json.loads(shown.stdout)
     assert status["worker_running"] and status["slot_active"] and not status["frozen"]
 
-    # abort finds everything by name even without its record.
+    # Without its record file, status reads the copy kept on the subscription, and abort finds
+    # everything by name.
     for record in state.glob("online-*.json"):
         record.unlink()
+    shown = _cli("status", *args, "--json")
+    assert shown.exit_code == 0, shown.output
+    status = json.loads(shown.stdout)
+    assert not status["recorded"] and status["drift"] == [] and status["worker_running"]
     aborted = _cli("abort", *args, "--json")
     assert aborted.exit_code == 0, aborted.output
     removed = json.loads(aborted.stdout)
@@ -355,13 +360,18 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     _nothing_left(pg_source, source_db, pg_target, target_db)
 
 
-def test_sync_refuses_tables_without_replica_identity_and_creates_nothing(
+def test_tables_without_replica_identity_are_refused_unless_consented_then_verified_in_full(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
     tmp_path: Path,
 ) -> None:
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (a int, b text)")
-    refused = _cli("sync", *_args(pg_source, source_db, pg_target, target_db, tmp_path))
+        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY, n int);"
+                     "INSERT INTO keyed SELECT g, g FROM generate_series(1, 1000) g;"
+                     "CREATE TABLE loose (a int, b text);"
+                     "INSERT INTO loose SELECT g, 'x' FROM generate_series(1, 50) g;"
+                     "SELECT lo_from_bytea(7001, 'kept'), lo_from_bytea(7002, 'unlinked later')")
+    args = _args(pg_source, source_db, pg_target, target_db, tmp_path)
+    refused = _cli("sync", *args)
     assert refused.exit_code == 2
     assert "public.loose" in refused.stderr and "--replica-identity-full" in refused.stderr
     assert "public.keyed" not in refused.stderr
@@ -369,3 +379,17 @@ def test_sync_refuses_tables_without_replica_identity_and_creates_nothing(
     with psycopg.connect(pg_target.dsn(target_db)) as tgt:
         assert tgt.execute("SELECT count(*) FROM pg_class WHERE relname IN ('keyed', 'loose')"
                            ).fetchone() == (0,)
+
+    synced = _cli("sync", *args, "--replica-identity-full", "--json")
+    assert synced.exit_code == 0, synced.output
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+        # Found on the target by all their columns, as REPLICA IDENTITY FULL has them logged.
+        src.execute("UPDATE loose SET b = 'changed' WHERE a <= 10; DELETE FROM loose WHERE a > 40;"
+                    "UPDATE keyed SET n = -n WHERE id % 7 = 0; SELECT lo_unlink(7002)")
+    cut = _cli("cutover", *args, "--verify", "full", "--json")
+    assert cut.exit_code == 0, cut.output
+    report = json.loads(cut.stdout)
+    assert report["verify"] == "full" and report["tables_checked"] == 2
+    assert report["large_objects"] == 1
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    _nothing_left(pg_source, source_db, pg_target, target_db)

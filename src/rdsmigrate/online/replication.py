@@ -143,13 +143,14 @@ def drop_subscription(conn: psycopg.Connection[Any], name: str) -> bool:
     return True
 
 
-def drop_slot(conn: psycopg.Connection[Any], name: str, timeout_s: float = 30.0) -> bool:
+def drop_slot(conn: psycopg.Connection[Any], name: str, timeout_s: float = 30.0,
+              linger_s: float = 5.0) -> bool:
     """Drop the slot once no walsender uses it; returns whether there was one to drop.
 
-    A slot cannot be dropped while active, and the subscription's walsender on the source takes
-    a moment to notice that the apply worker went away: end it if it lingers.
+    A slot cannot be dropped while active, and the walsender on the source takes a moment to
+    notice that the subscription's apply worker went away: after ``linger_s`` it is ended.
     """
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
     while True:
         row = conn.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
                            [name]).fetchone()
@@ -160,16 +161,16 @@ def drop_slot(conn: psycopg.Connection[Any], name: str, timeout_s: float = 30.0)
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [name])
                 return True
             except psycopg.errors.ObjectInUse:
-                pass
+                pass  # a walsender took it in between
             except psycopg.errors.UndefinedObject:
                 return False
-        elif time.monotonic() > deadline - timeout_s / 2:
+        elif time.monotonic() - started > linger_s:
             conn.execute("SELECT pg_terminate_backend(%s)", [row[0]])
-        if time.monotonic() > deadline:
+        if time.monotonic() - started > timeout_s:
             raise UserError(f"replication slot {name} on the source is still in use after "
                             f"{timeout_s:.0f} s: drop it with SELECT pg_drop_replication_slot("
                             f"'{name}') once its walsender has exited")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def drop_publication(conn: psycopg.Connection[Any], name: str) -> bool:
