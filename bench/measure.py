@@ -18,7 +18,8 @@ processes shorter than a sample. The sampler adds a per-program split (last valu
 so a process living less than 50 ms may be missed there). The servers' CPU is the postmaster's
 own and reaped children's time plus its live children's, before and after. What the machine's
 cores did beyond the tool and the servers (``other_cpu_seconds``, from ``/proc/stat``) is load
-from outside the benchmark: on a shared machine it says which runs were disturbed.
+from outside the benchmark (plus a little kernel work: interrupts, writeback): on a shared
+machine it says which runs were disturbed.
 """
 
 from __future__ import annotations
@@ -153,12 +154,16 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
         self._me = os.getpid()
+        self._my_cmdline = Path("/proc/self/cmdline").read_bytes()
         self._names: dict[int, tuple[str, str]] = {}
 
     def _sample(self) -> None:
         rss = pss = biggest = 0
         for pid in descendants(self._me):
             try:
+                # Between fork and exec a child is a copy of this process: not the tool yet.
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == self._my_cmdline:
+                    continue
                 comm, cpu = _cpu_and_name(pid)
                 # Named again when comm changes: a child is seen as its Python parent between
                 # fork and exec.
