@@ -19,8 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from typer.testing import CliRunner
 
 from rdsmigrate import preflight
+from rdsmigrate.cli import app
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
@@ -147,7 +149,7 @@ def test_clean_pair_is_ready_reports_everything_and_writes_nothing(
     # Database-level settings that plain pg_dump loses are listed.
     assert report.database_settings == ["search_path=app, public"]
     assert "search_path=app, public" in _message(report.info, "database-settings")
-    assert "1 large objects" in _message(report.info, "large-objects")
+    assert "1 large object:" in _message(report.info, "large-objects")
     # The estimate: bytes from the catalog, time from the stated rate of 2 jobs.
     assert report.estimated_bytes == report.table_bytes > 0
     assert report.database_bytes > report.table_bytes
@@ -158,11 +160,28 @@ def test_clean_pair_is_ready_reports_everything_and_writes_nothing(
     stderr = io.StringIO()
     report.render(Reporter(stream=stderr))
     shown = capsys.readouterr().out
-    assert "an estimate assuming 80 MB/s" in shown and "warning:" in shown
+    assert "an estimate assuming 40 MB/s per job x 2 jobs" in shown and "warning:" in shown
     assert stderr.getvalue().strip() == "ready to copy"
     assert json.loads(report.model_dump_json())["blockers"] == []
 
     assert (fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)) == before
+
+
+def test_cli_shows_the_report_on_stdout_and_the_verdict_on_stderr(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    _sql(pg_source, source_db, "CREATE TABLE t (id int PRIMARY KEY)")
+    args = ["preflight", "-s", pg_source.url(source_db), "-t", pg_target.url(target_db)]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"preflight postgres@127.0.0.1:{pg_source.port}/{source_db}")
+    assert "1 table, 0 sequences" in shown.stdout and shown.stderr == "ready to copy\n"
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+    assert as_json.exit_code == 0 and as_json.stderr == ""
+    parsed = json.loads(as_json.stdout)
+    assert parsed["ready"] is True and parsed["tables"] == 1 and parsed["blockers"] == []
+    for result in (shown, as_json):
+        assert pg_source.password not in result.output and pg_target.password not in result.output
 
 
 def test_unreadable_tables_sequences_large_objects_and_row_security_block(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 from rich.console import Console
 
 from rdsmigrate.db import catalog
@@ -89,13 +89,16 @@ class PreflightReport(BaseModel):
     estimated_bytes: int
     estimated_seconds: float
     assumed_mb_per_s: float
-    """Aggregate rate the time estimate assumes (per-job rate times jobs)."""
+    """Aggregate rate the time estimate assumes: :data:`ASSUMED_MB_PER_S_PER_JOB` times jobs."""
+    jobs: int
     blockers: list[Finding]
     warnings: list[Finding]
     info: list[Finding]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ready(self) -> bool:
+        """No blockers: ``copy`` may start (and says so in ``--json`` too)."""
         return not self.blockers
 
     def render(self, reporter: Reporter) -> None:
@@ -112,16 +115,17 @@ class PreflightReport(BaseModel):
         src, tgt = self.source, self.target
         say(f"preflight {src.endpoint} -> {tgt.endpoint}", "bold")
         say(f"  source   PostgreSQL {src.version}, user {src.user}, wal_level {self.wal_level}, "
-            f"{self.free_replication_slots} free replication slots")
+            f"{_n(self.free_replication_slots, 'free replication slot')}")
         say(f"  target   PostgreSQL {tgt.version}, user {tgt.user}")
-        say(f"  pg_dump  {self.pg_dump or 'none recent enough'}")
+        say(f"  client   {self.pg_dump or 'no pg_dump recent enough'}")
         extensions = ", ".join(self.extensions) or "none"
-        say(f"  objects  {self.tables} tables, {self.sequences} sequences, "
-            f"{self.large_objects} large objects; extensions: {extensions}")
+        say(f"  objects  {_n(self.tables, 'table')}, {_n(self.sequences, 'sequence')}, "
+            f"{_n(self.large_objects, 'large object')}; extensions: {extensions}")
         say(f"  size     {human_bytes(self.table_bytes)} of table data "
             f"(database {human_bytes(self.database_bytes)})")
-        say(f"  estimate about {_duration(self.estimated_seconds)} for the rows (an estimate "
-            f"assuming {self.assumed_mb_per_s:.0f} MB/s; index builds come on top)")
+        say(f"  estimate {_duration(self.estimated_seconds)} for the rows (an estimate "
+            f"assuming {ASSUMED_MB_PER_S_PER_JOB:.0f} MB/s per job x {self.jobs} jobs; index builds "
+            "come on top)")
         for f in self.info:
             say(f"  info: {f.message}")
         for f in self.warnings:
@@ -145,12 +149,18 @@ def _summary(report: PreflightReport) -> str:
     return first + (f" (+{more} more; run rdsmigrate preflight)" if more else "")
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
     if seconds < 60:
-        return f"{max(seconds, 1):.0f} s"
+        return f"about {seconds:.0f} s"
     if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 def _named(names: Sequence[str], limit: int = NAMED) -> str:
@@ -294,7 +304,8 @@ class _Checks:
                       f"database-level settings {_named(shown)}: copy carries them over "
                       "(a plain pg_dump without --create drops them)")
         if large_objects:
-            self.note("large-objects", f"{large_objects} large objects: copy carries them over")
+            self.note("large-objects",
+                      f"{_n(large_objects, 'large object')}: copy carries them over")
 
         table_bytes = sum(t.bytes for t in tables)
         rate = ASSUMED_MB_PER_S_PER_JOB * self.options.jobs
@@ -308,7 +319,7 @@ class _Checks:
             table_bytes=table_bytes, database_bytes=catalog.database_size(src),
             estimated_bytes=table_bytes,
             estimated_seconds=round(table_bytes / (rate * 1024 * 1024), 1),
-            assumed_mb_per_s=rate,
+            assumed_mb_per_s=rate, jobs=self.options.jobs,
             blockers=self.blockers, warnings=self.warnings, info=self.info,
         )
 
@@ -398,13 +409,13 @@ class _Checks:
         db = self.target.dbname
         if self.options.replace:
             self.warn("target-replace",
-                      f"target database {db} is not empty ({count} user relations and "
-                      "functions): objects the copy brings are dropped and recreated; others "
+                      f"target database {db} is not empty ({_n(count, 'user object')}): "
+                      "objects the copy brings are dropped and recreated; others "
                       "stay as they are")
         else:
             self.block("target-not-empty",
-                       f"target database {db} is not empty ({count} user relations and "
-                       f"functions): copy into an empty database (createdb), or rerun with "
+                       f"target database {db} is not empty ({_n(count, 'user object')}): "
+                       "copy into an empty database (createdb), or rerun with "
                        "--replace to drop and recreate the objects the copy brings")
 
     def check_extensions(self, extensions: Sequence[catalog.Extension]) -> None:

@@ -1,0 +1,177 @@
+"""Every bad input the issue lists, through the real command line, for ``preflight`` and ``copy``.
+
+Each must end the same way: exit 2, exactly one ``error:`` line on stderr that names the problem
+and its fix, no traceback, no password anywhere in the output, and both databases exactly as they
+were (relations, large objects, settings, extensions, publications, slots, subscriptions,
+databases and roles, read independently of the code under test).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from rdsmigrate.cli import app
+from rdsmigrate.localpg import LocalCluster, free_port
+from tests.conftest import admin, create_database, drop_database
+from tests.test_preflight import PG15_BINDIR, _extension_missing_on, fingerprint, login_role
+
+
+@dataclass
+class Scenario:
+    source: str
+    target: str
+    expect: tuple[str, ...]
+    """Fragments of the one error line: the problem, then the fix."""
+    watched: list[tuple[LocalCluster, str]]
+    secrets: list[str]
+    env: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class Setup:
+    """What a scenario may build on; ``stack`` undoes what it creates."""
+
+    pg_source: LocalCluster
+    source_db: str
+    pg_target: LocalCluster
+    target_db: str
+    request: pytest.FixtureRequest
+    stack: ExitStack
+
+    def pg18_db(self) -> tuple[LocalCluster, str]:
+        cluster: LocalCluster = self.request.getfixturevalue("pg18_target")
+        name = create_database(cluster, "bad18")
+        self.stack.callback(drop_database, cluster, name)
+        return cluster, name
+
+    @property
+    def both(self) -> list[tuple[LocalCluster, str]]:
+        return [(self.pg_source, self.source_db), (self.pg_target, self.target_db)]
+
+    @property
+    def cluster_secrets(self) -> list[str]:
+        return [self.pg_source.password, self.pg_target.password]
+
+
+def _unreachable_host(s: Setup) -> Scenario:
+    password = "unreachable-" + secrets.token_hex(6)
+    url = f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/{s.source_db}?sslmode=disable"
+    return Scenario(url, s.pg_target.url(s.target_db),
+                    ("source", "cannot reach the server", "check host and port"),
+                    s.both, [*s.cluster_secrets, password])
+
+
+def _wrong_password(s: Setup) -> Scenario:
+    password = "wrong-" + secrets.token_hex(6)
+    url = s.pg_source.url(s.source_db).replace(s.pg_source.password, password)
+    return Scenario(url, s.pg_target.url(s.target_db),
+                    ("password authentication failed for user postgres", "fix the password"),
+                    s.both, [*s.cluster_secrets, password])
+
+
+def _missing_database(s: Setup) -> Scenario:
+    missing = f"no_such_db_{os.getpid()}"
+    return Scenario(s.pg_source.url(s.source_db), s.pg_target.url(missing),
+                    (f"database '{missing}' does not exist", f"createdb {missing}"),
+                    [*s.both, (s.pg_target, missing)], s.cluster_secrets)
+
+
+def _missing_privileges(s: Setup) -> Scenario:
+    with admin(s.pg_source, s.source_db) as conn:
+        conn.execute("CREATE TABLE secret (id int PRIMARY KEY); INSERT INTO secret VALUES (1)")
+    # REPLICATION granted, so the only thing missing is the right to read the table.
+    role, dsn = s.stack.enter_context(login_role(s.pg_source, s.source_db, replication=True))
+    password = dsn.split("password=")[1].split()[0]
+    return Scenario(dsn, s.pg_target.url(s.target_db),
+                    (f"source user {role} cannot read 1 of the 1 tables",
+                     "table public.secret", "GRANT SELECT ON ALL TABLES IN SCHEMA public"),
+                    s.both, [*s.cluster_secrets, password])
+
+
+def _non_empty_target(s: Setup) -> Scenario:
+    with admin(s.pg_target, s.target_db) as conn:
+        conn.execute("CREATE TABLE already_here (id int)")
+    return Scenario(s.pg_source.url(s.source_db), s.pg_target.url(s.target_db),
+                    (f"target database {s.target_db} is not empty", "--replace"),
+                    s.both, s.cluster_secrets)
+
+
+def _extension_missing(s: Setup) -> Scenario:
+    cluster, db = s.pg18_db()
+    extension = _extension_missing_on(s.pg_source, s.source_db, cluster)
+    return Scenario(s.pg_source.url(s.source_db), cluster.url(db),
+                    (f"extension(s) {extension} used on the source are not available",
+                     "install their packages on the target host"),
+                    [(s.pg_source, s.source_db), (cluster, db)],
+                    [*s.cluster_secrets, cluster.password])
+
+
+def _pg_dump_older_than_source(s: Setup) -> Scenario:
+    cluster, db = s.pg18_db()
+    with admin(cluster, db) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    return Scenario(cluster.url(db), s.pg_target.url(s.target_db),
+                    ("pg_dump 18 or newer is needed for a PostgreSQL 18 source",
+                     "install postgresql-client-18"),
+                    [(cluster, db), (s.pg_target, s.target_db)],
+                    [*s.cluster_secrets, cluster.password],
+                    env={"RDSMIGRATE_PG_BINDIR": PG15_BINDIR})
+
+
+SCENARIOS: dict[str, Callable[[Setup], Scenario]] = {
+    "unreachable host": _unreachable_host,
+    "wrong password": _wrong_password,
+    "missing database": _missing_database,
+    "missing privileges": _missing_privileges,
+    "non-empty target": _non_empty_target,
+    "extension missing on target": _extension_missing,
+    "pg_dump older than source": _pg_dump_older_than_source,
+}
+
+
+@pytest.fixture
+def setup(pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+          request: pytest.FixtureRequest) -> Iterator[Setup]:
+    with ExitStack() as stack:
+        yield Setup(pg_source, source_db, pg_target, target_db, request, stack)
+
+
+def _fingerprints(watched: list[tuple[LocalCluster, str]]) -> list[dict[str, Any]]:
+    return [fingerprint(cluster, db) for cluster, db in watched]
+
+
+@pytest.mark.parametrize("command", ["preflight", "copy"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_bad_input_is_one_line_with_the_fix_exit_2_and_changes_nothing(
+    setup: Setup, scenario: str, command: str, tmp_path: Path,
+) -> None:
+    case = SCENARIOS[scenario](setup)
+    before = _fingerprints(case.watched)
+    args = [command, "--source", case.source, "--target", case.target]
+    if command == "copy":
+        args += ["--jobs", "1", "--state-dir", str(tmp_path / "state"),
+                 "--report", str(tmp_path / "report.json")]
+    env = {"RDSMIGRATE_PG_BINDIR": None, "RDSMIGRATE_SOURCE": None, "RDSMIGRATE_TARGET": None,
+           **case.env}
+
+    result = CliRunner().invoke(app, args, env=env)
+
+    output = result.stdout + result.stderr
+    assert result.exit_code == 2, output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in case.expect:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in output and "internal error" not in output
+    for secret in case.secrets:
+        assert secret not in output
+    assert _fingerprints(case.watched) == before
