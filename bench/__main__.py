@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--note", action="append", default=[],
                    help="a sentence about this run's conditions, kept in the report "
                         "(repeatable)")
+    p.add_argument("--markdown", type=Path, default=None, metavar="RESULT_JSON",
+                   help="print an earlier result as a Markdown table (for the README) and exit")
     p.add_argument("--out", type=Path, default=None,
                    help="write the JSON result here (default: bench/results/<time>.json and "
                         "bench/results/latest.json)")
@@ -49,6 +52,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.markdown is not None:
+        sys.stdout.write(report.markdown(json.loads(args.markdown.read_text())))
+        return 0
     if args.scale < 1 or args.rounds < 1:
         raise SystemExit("--scale and --rounds must be at least 1")
     signal.signal(signal.SIGTERM, _terminate)

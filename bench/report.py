@@ -131,3 +131,31 @@ def write(result: dict[str, Any], out: Path | None) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return targets
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The summary as a Markdown table, for the README's Performance section."""
+    ds, machine = result["dataset"], result["machine"]
+    lines = [
+        f"Scale {ds['scale']}: {ds['database_mb']:.0f} MB, {ds['total_rows']:,} rows; "
+        f"{result['options']['rounds']} rounds; {machine['cores']} cores ({machine['cpu_model']}), "
+        f"{machine['memory_gib']} GiB; PostgreSQL {machine['postgresql']}; {result['started']}.",
+        "",
+        "| contender | verified | median s | min s | max s | MB/s | peak PSS MiB | peak RSS MiB "
+        "| CPU s tool / servers | x raw | x copy | others CPU s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in result["contenders"]:
+        s = c["summary"]
+        if c.get("unavailable"):
+            lines.append(f"| {c['label']} | absent |" + " - |" * 10)
+            continue
+        lines.append(
+            f"| {c['label']} | {s['verified_runs']}/{s['verified_runs'] + s['failed_runs']} "
+            f"| {_fmt(s.get('median_s'), '.2f')} | {_fmt(s.get('min_s'), '.2f')} "
+            f"| {_fmt(s.get('max_s'), '.2f')} | {_fmt(s.get('mb_per_s'))} "
+            f"| {_fmt(s.get('peak_pss_mib'), '.0f')} | {_fmt(s.get('peak_rss_mib'), '.0f')} "
+            f"| {_fmt(s.get('cpu_s'))} / {_fmt(s.get('server_cpu_s'))} "
+            f"| {_fmt(s.get('ratio_to_raw'), '.2f')} | {_fmt(s.get('ratio_to_copy'), '.2f')} "
+            f"| {_fmt(s.get('other_cpu_s'))} |")
+    return "\n".join(lines) + "\n"

@@ -25,18 +25,18 @@ SUMMARY_FIELDS = {"verified_runs", "failed_runs", "median_s", "min_s", "max_s", 
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:  # type: ignore[type-arg]
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:  # type: ignore[type-arg]
     out = tmp_path_factory.mktemp("bench") / "result.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "1", "--payments-rows", "20000",
          "--rounds", "1", "--timeout", "120", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(out.read_text()), proc.stdout
+    return json.loads(out.read_text()), proc.stdout, out
 
 
-def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict, str]) -> None:  # type: ignore[type-arg]
-    result, _ = bench_run
+def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict, str, Path]) -> None:  # type: ignore[type-arg]
+    result, _, _ = bench_run
     by_key = {c["key"]: c for c in result["contenders"]}
     assert list(by_key) == ["copy", "pg_dump", "pg_dump_z0", "pgcopydb", "raw", "verify"]
     for key, contender in by_key.items():
@@ -56,8 +56,8 @@ def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict,
     assert set(by_key["raw"]["runs"][0]["phases"]) == {"schema", "data", "post-data"}
 
 
-def test_report_names_the_machine_the_settings_and_the_dataset(bench_run: tuple[dict, str]) -> None:  # type: ignore[type-arg]
-    result, table = bench_run
+def test_report_names_the_machine_the_settings_and_the_dataset(bench_run: tuple[dict, str, Path]) -> None:  # type: ignore[type-arg]
+    result, table, _ = bench_run
     assert result["machine"]["cores"] >= 1 and result["machine"]["postgresql"]
     assert result["settings"]["configured"]["fsync"] == "off"
     assert "shared_buffers" in result["settings"]["effective"]
@@ -69,3 +69,13 @@ def test_report_names_the_machine_the_settings_and_the_dataset(bench_run: tuple[
     assert dataset["indexes"] == 6 and dataset["constraints"] == 9
     for label in ("rdsmigrate copy", "raw limit", "rdsmigrate verify", "x raw", "peak RSS"):
         assert label in table
+
+
+def test_markdown_table_of_a_result_for_the_readme(bench_run: tuple[dict, str, Path]) -> None:  # type: ignore[type-arg]
+    result, _, path = bench_run
+    proc = subprocess.run([sys.executable, "-m", "bench", "--markdown", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    rows = [line for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == 1 + len(result["contenders"])  # header + one row each
+    assert rows[1].startswith("| rdsmigrate copy | 1/1 |")
