@@ -353,11 +353,17 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     assert shown.exit_code == 0, shown.output
     status = json.loads(shown.stdout)
     assert not status["recorded"] and status["drift"] == [] and status["worker_running"]
+    # As if a cutover had been interrupted while the source was frozen.
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+        src.execute(f'ALTER DATABASE "{source_db}" SET default_transaction_read_only = on')
     aborted = _cli("abort", *args, "--json")
     assert aborted.exit_code == 0, aborted.output
     removed = json.loads(aborted.stdout)
     assert len(removed["subscriptions"]) == len(removed["slots"]) == len(removed["publications"]) == 1
+    assert removed["unfrozen"]
     _nothing_left(pg_source, source_db, pg_target, target_db)
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+        src.execute("INSERT INTO t VALUES (104, 'writable after abort')")
 
 
 def test_tables_without_replica_identity_are_refused_unless_consented_then_verified_in_full(

@@ -8,7 +8,8 @@ Found by name only, a slot or publication could belong to another migration of t
 (to another target): a slot that a walsender is using right now is left alone, and so is the
 publication of the same name, unless the record or the target's subscription says it is ours.
 The source is unfrozen when this tool froze it (recorded), or when the record is gone and our
-replication objects are still there (a cutover interrupted while frozen).
+replication objects are still there (a cutover interrupted while frozen); not after a completed
+cutover, when the application already writes to the target.
 
 What it leaves: the target's copied tables and data (drop the database to discard them), and the
 REPLICA IDENTITY FULL that ``sync`` set with consent (harmless; the report names the tables).
@@ -73,10 +74,16 @@ def run(source: Endpoint, target: Endpoint, options: AbortOptions, reporter: Rep
         pubs = [n for n in found.publications
                 if n not in skipped and replication.drop_publication(src, n)]
         unfrozen = False
+        cut_over = record is not None and record.phase == "cut-over"
         interrupted_freeze = record is None and bool(found) and freeze.is_frozen(src)
-        if (record is not None and record.frozen) or interrupted_freeze:
+        if (record is not None and record.frozen and not cut_over) or interrupted_freeze:
             freeze.unfreeze(src, source.dbname)
             unfrozen = True
+        elif cut_over and freeze.is_frozen(src):
+            # The application writes to the target now: reopening the old database is a decision
+            # for the user, not a side effect of cleaning up.
+            reporter.warn("the cutover completed, so the source stays frozen; to unfreeze it: "
+                          + freeze.unfreeze_command(source.dbname))
     if record is not None:
         record.phase = "aborted"
         record.frozen = False

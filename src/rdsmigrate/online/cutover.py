@@ -3,8 +3,8 @@
 1. refuse while the target is further behind than ``--max-lag`` or the source's schema changed
    since the copy (DDL is not replicated), or replication is not streaming;
 2. freeze the source's writes for every role (:mod:`.freeze`);
-3. wait until the slot's ``confirmed_flush_lsn`` reaches the source's WAL position taken after
-   the freeze: the target has then applied, and flushed to its own disk, every write the source
+3. wait until the slot's ``confirmed_flush_lsn`` reaches the source's WAL insert position taken
+   after the freeze: the target has then applied, and flushed to its own disk, every write the source
    committed;
 4. set every sequence on the target from the source (logical replication carries rows, never
    sequence positions), owned by a column or not;
@@ -109,7 +109,10 @@ def run(source: Endpoint, target: Endpoint, options: CutoverOptions,
             result = _switch(source, target, src, tgt, record, options, reporter, steps)
         except BaseException as exc:
             _undo_freeze(src, record, path, reporter)
+            _keep_replicating(tgt, record.name, reporter)
             if isinstance(exc, KeyboardInterrupt):
+                reporter.warn(f"cutover interrupted: the source was unfrozen and replication "
+                              f"{record.name} keeps running")
                 raise
             code = exc.exit_code if isinstance(exc, RdsMigrateError) else (
                 EXIT_USER if isinstance(exc, psycopg.OperationalError) else EXIT_INTERNAL)
@@ -175,7 +178,9 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
         t0 = now
 
     frozen = freeze.freeze(src, record.source_dbname)
-    row = src.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    # The insert position, not pg_current_wal_lsn() (the write position): a commit made with
+    # synchronous_commit = off may still sit in the WAL buffers, behind the write position.
+    row = src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert row is not None
     final_lsn = str(row[0])
     step("freeze")
@@ -269,3 +274,15 @@ def _undo_freeze(src: psycopg.Connection[Any], record: state.OnlineState, path: 
     record.frozen = False
     record.phase = "streaming"
     record.save(path)
+
+
+def _keep_replicating(tgt: psycopg.Connection[Any], name: str, reporter: Reporter) -> None:
+    """A failure while the subscription was being dropped may have left it disabled."""
+    try:
+        row = tgt.execute("SELECT subenabled, subslotname IS NOT NULL FROM pg_subscription "
+                          "WHERE subname = %s", [name]).fetchone()
+        if row is not None and not row[0] and row[1]:
+            tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        reporter.warn(f"could not check that subscription {name} is enabled on the target "
+                      f"({redact_secrets(str(exc))}): see `rdsmigrate status`")

@@ -1,6 +1,6 @@
 """``rdsmigrate status``: how far behind the target is, and anything that would stop a cutover.
 
-- lag in bytes: the source's current WAL position minus the slot's ``confirmed_flush_lsn`` (what
+- lag in bytes: the source's current WAL insert position minus the slot's ``confirmed_flush_lsn`` (what
   the target has applied *and* flushed); in seconds: the walsender's ``replay_lag``, which
   PostgreSQL measures from the subscriber's feedback (NULL once idle and caught up, shown as 0);
 - retained WAL: the source WAL the slot keeps from being recycled (``restart_lsn``): a slot left
@@ -70,7 +70,7 @@ class OnlineStatus(BaseModel):
 
         lag = "?" if self.lag_bytes is None else human_bytes(self.lag_bytes)
         secs = "?" if self.lag_seconds is None else f"{self.lag_seconds:.2f} s"
-        line(f"{self.name}: {self.phase}; "
+        line(f"{self.name} ({self.phase}): "
              f"{'streaming' if self.streaming else 'NOT streaming'} (apply worker "
              f"{'running' if self.worker_running else 'stopped'}, slot "
              f"{'active' if self.slot_active else ('inactive' if self.slot else 'missing')})")
@@ -119,8 +119,8 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
             *, recorded: bool, retained_warn_bytes: int) -> OnlineStatus:
     name = record.name
     slot = src.execute(
-        """SELECT s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::int8,
-                  pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::int8,
+        """SELECT s.active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
+                  pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::int8,
                   (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r
                     WHERE r.pid = s.active_pid)
              FROM pg_replication_slots s WHERE s.slot_name = %s""", [name]).fetchone()
