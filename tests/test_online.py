@@ -24,6 +24,7 @@ from typer.testing import CliRunner, Result
 
 from rdsmigrate.cli import app
 from rdsmigrate.localpg import LocalCluster
+from tests.conftest import create_database, drop_database
 from tests.dbcheck import assert_same
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
@@ -331,6 +332,8 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         assert failed.exit_code == 2, failed.output
         assert "did not apply" in failed.stderr and "unfrozen" in failed.stderr
         assert "still running" in failed.stderr
+        for text in (failed.stdout, failed.stderr, refused.stderr, shown.stdout):
+            assert pg_source.password not in text and pg_target.password not in text
         with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
             src.execute("INSERT INTO t VALUES (103, 'the source takes writes again')")
         blocker.rollback()
@@ -399,3 +402,26 @@ def test_tables_without_replica_identity_are_refused_unless_consented_then_verif
     assert report["large_objects"] == 1
     assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
     _nothing_left(pg_source, source_db, pg_target, target_db)
+
+
+def test_online_migration_to_a_newer_major(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, tmp_path: Path,
+) -> None:
+    """15 to 18, as from development to a newer RDS: the subscription on 18 streams from 15."""
+    target_db = create_database(pg18_target, "tgt")
+    try:
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v text);"
+                         "INSERT INTO t (v) SELECT g::text FROM generate_series(1, 500) g")
+        args = _args(pg_source, source_db, pg18_target, target_db, tmp_path)
+        synced = _cli("sync", *args, "--json")
+        assert synced.exit_code == 0, synced.output
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+            src.execute("INSERT INTO t (v) SELECT 'after ' || g FROM generate_series(1, 100) g;"
+                        "UPDATE t SET v = v || '!' WHERE id % 3 = 0; DELETE FROM t WHERE id % 10 = 0")
+        cut = _cli("cutover", *args, "--json")
+        assert cut.exit_code == 0, cut.output
+        assert_same(pg_source.dsn(source_db), pg18_target.dsn(target_db))
+        _nothing_left(pg_source, source_db, pg18_target, target_db)
+    finally:
+        drop_database(pg18_target, target_db)
