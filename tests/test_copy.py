@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from typer.testing import CliRunner
 
 from rdsmigrate import copy
@@ -118,3 +119,26 @@ def test_cli_copy_writes_a_json_report_and_never_prints_the_password(
     for text in (result.stdout, result.stderr, report_path.read_text()):
         assert pg_source.password not in text and pg_target.password not in text
     assert table_fingerprints(pg_source.dsn(source_db)) == table_fingerprints(pg_target.dsn(target_db))
+
+
+def test_without_replication_privilege_copy_falls_back_to_an_exported_snapshot(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    """RDS leaves logical replication off by default: a plain copy must still work, as
+    consistent, and say that no online sync can follow it."""
+    role = f"plain_{source_db}"
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOREPLICATION PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(pg_source.password)))
+        conn.execute(f'GRANT SELECT ON t TO "{role}"')
+    try:
+        source = Endpoint.parse("source", pg_source.url(source_db, user=role))
+        report = copy.run(source, Endpoint.parse("target", pg_target.url(target_db)),
+                          CopyOptions(state_dir=tmp_path), Reporter(quiet=True))
+        assert report.snapshot == "pg_export_snapshot()"
+        assert any("no online sync can follow" in note for note in report.notes)
+        assert report.rows == 100
+    finally:
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')

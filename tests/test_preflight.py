@@ -305,7 +305,7 @@ def test_xml_columns_block_a_target_built_without_libxml(
                 selection={"exclude_tables": ("docs",)}).blockers == []
 
 
-def test_role_without_replication_blocks_and_leftover_slots_warn(
+def test_role_without_replication_warns_for_copy_blocks_for_sync_and_leftover_slots_warn(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
 ) -> None:
     slot = f"rdsmigrate_leftover_{os.getpid()}"
@@ -314,11 +314,16 @@ def test_role_without_replication_blocks_and_leftover_slots_warn(
         with login_role(pg_source, source_db) as (role, dsn):
             _sql(pg_source, source_db, f'GRANT pg_read_all_data TO "{role}"')
             before = fingerprint(pg_source, source_db)
+            # A plain copy falls back to pg_export_snapshot(): a warning that names the fix.
             report = _run(dsn, pg_target.dsn(target_db))
-            assert _codes(report.blockers) == ["replication-privilege"]
-            message = report.blockers[0].message
+            assert report.blockers == []
+            message = _message(report.warnings, "replication-privilege")
             assert f"ALTER ROLE {role} REPLICATION" in message and "rds_replication" in message
+            assert "pg_export_snapshot" in message
             assert slot in _message(report.warnings, "leftover-slots")
+            # When replication must follow the copy, the slot is required.
+            report = _run(dsn, pg_target.dsn(target_db), keep_slot="rdsmigrate_x")
+            assert _codes(report.blockers) == ["replication-privilege"]
             assert fingerprint(pg_source, source_db) == before
     finally:
         _sql(pg_source, source_db, f"SELECT pg_drop_replication_slot('{slot}')")

@@ -445,9 +445,16 @@ class _Checks:
 
     def check_replication(self, role: _SourceRole) -> None:
         """Copy takes its snapshot from a logical replication slot, so that an online migration
-        can continue from exactly that instant: the source must allow one."""
+        can continue from exactly that instant. A plain copy can do without: it falls back to
+        ``pg_export_snapshot()``, just as consistent, so forcing ``wal_level=logical`` (a restart,
+        on RDS a reboot) on someone who only wants an offline copy would be a needless blocker.
+        When replication must follow (``keep_slot``), the slot is required."""
         for code, message in _replication_findings(role):
-            self.block(code, message)
+            if self.options.keep_slot:
+                self.block(code, message)
+            else:
+                self.warn(code, message + "; until then copy uses pg_export_snapshot(), equally "
+                          "consistent, but no online sync can follow it")
         leftovers = [r[0] for r in self.src.execute(_LEFTOVER_SLOTS_SQL).fetchall()]
         if leftovers:
             self.warn(

@@ -124,7 +124,7 @@ class _CopyJob:
                             "REPLICATION")
         if snap.fallback_reason:
             self.notes.append(f"snapshot exported with pg_export_snapshot(): "
-                              f"{snap.fallback_reason}; an online sync cannot follow this copy")
+                              f"{snap.fallback_reason}; no online sync can follow this copy")
         return snap
 
     def plan_rows(self, src_snap: psycopg.Connection[Any]) -> tuple[list[Unit], list[bool]]:
