@@ -10,15 +10,19 @@ How, and the limits of it (PostgreSQL has no "read-only database" switch short o
    the old default when it started): its open transaction rolls back and the application sees the
    connection end. The replication walsenders are kept (they carry the last changes to the
    target), as are this tool's own sessions (application_name ``rdsmigrate``).
-3. Re-checked: no client backend started before the freeze remains.
+3. Re-checked: no client backend started before the freeze remains, and no prepared transaction.
 
 What it does not stop: a client that explicitly asks for a read-write transaction
 (``SET default_transaction_read_only = off``, ``BEGIN READ WRITE``); applications do not, in
 practice. Blocking connections instead (``ALLOW_CONNECTIONS false``, ``CONNECTION LIMIT 0``,
 revoking CONNECT) was rejected: it would also block the logical walsender the subscription may
 need to reconnect with (and ``ALLOW_CONNECTIONS`` this tool), and it turns every application
-request into a connection storm rather than one clear error per write. The cutover's count check
-would reveal a write that slipped through.
+request into a connection storm rather than one clear error per write. A write that slips
+through may or may not reach the target before the subscription is dropped: the cutover's count
+check catches it only when it changes a count and had not arrived.
+
+Prepared transactions (two-phase commit) outlive their sessions and can still commit: the freeze
+fails while the database has any, rather than let one commit after the target caught up.
 
 Unfreezing is ``ALTER DATABASE .. RESET default_transaction_read_only``.
 """
@@ -78,6 +82,7 @@ def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) 
     while True:
         old = [r[0] for r in conn.execute(_OLD_SESSIONS_SQL, [at, APPLICATION_NAME]).fetchall()]
         if not old:
+            _refuse_prepared(conn, dbname)
             return Frozen(at, len(terminated))
         if time.monotonic() > deadline:
             raise UserError(
@@ -92,6 +97,16 @@ def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) 
                 continue
             terminated.add(pid)
         time.sleep(0.02)
+
+
+def _refuse_prepared(conn: psycopg.Connection[Any], dbname: str) -> None:
+    rows = conn.execute("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+                        ).fetchall()
+    if rows:
+        raise UserError(
+            f"database {dbname} has {len(rows)} prepared transaction(s) ("
+            f"{', '.join(r[0] for r in rows[:5])}) that could still commit after the switch: "
+            "COMMIT PREPARED or ROLLBACK PREPARED them (see pg_prepared_xacts), then cut over")
 
 
 def unfreeze(conn: psycopg.Connection[Any], dbname: str) -> None:
