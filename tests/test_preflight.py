@@ -332,7 +332,7 @@ def test_role_without_replication_warns_for_copy_blocks_for_sync_and_leftover_sl
 def test_wal_level_and_exhausted_slots_are_blockers_with_their_fix() -> None:
     # A server restart is the only way to change wal_level, so the rule is checked on its inputs.
     role = preflight._SourceRole(
-        user="app", superuser=False, may_replicate=True, bypass_rls=False, wal_level="replica",
+        user="app", user_sql="app", superuser=False, may_replicate=True, bypass_rls=False, wal_level="replica",
         free_slots=0, max_slots=10, free_walsenders=0, lo_compat_privileges=False)
     found = dict(preflight._replication_findings(role))
     assert list(found) == ["wal-level", "replication-slots", "wal-senders"]

@@ -184,6 +184,8 @@ def _read_only(ep: Endpoint) -> psycopg.Connection[Any]:
 @dataclass(frozen=True)
 class _SourceRole:
     user: str
+    user_sql: str
+    """The user's name quoted for SQL, for the statements messages suggest."""
     superuser: bool
     may_replicate: bool
     bypass_rls: bool
@@ -195,7 +197,7 @@ class _SourceRole:
 
 
 _SOURCE_ROLE_SQL = """
-SELECT current_user, r.rolsuper,
+SELECT current_user, quote_ident(current_user), r.rolsuper,
        r.rolsuper OR r.rolreplication
          OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = ANY(%s::text[])
                      AND pg_has_role(current_user, g.oid, 'member')),
@@ -236,14 +238,15 @@ SELECT n.nspname || '.' || c.relname
  ORDER BY 1
 """
 
-# Large objects without SELECT for the current user (directly, through a role, or PUBLIC).
-_UNREADABLE_LO_SQL = """
-SELECT m.oid::int8 FROM pg_largeobject_metadata m
+# Large objects without SELECT for the current user (directly, through a role, or PUBLIC):
+# how many, and the first few (a database may hold millions of them).
+_UNREADABLE_LO_SQL = f"""
+SELECT count(*), (array_agg(m.oid::int8 ORDER BY m.oid))[1:{NAMED + 1}]
+  FROM pg_largeobject_metadata m
  WHERE NOT EXISTS (
        SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
         WHERE a.privilege_type = 'SELECT'
           AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(a.grantee, 'USAGE') END)
- ORDER BY 1
 """
 
 _LEFTOVER_SLOTS_SQL = """
@@ -342,7 +345,7 @@ class _Checks:
         a copy that silently skipped or filtered rows would be worse than no copy."""
         if role.superuser:
             return
-        user = _ident(self.src, role.user)
+        user = role.user_sql
         rows = self.src.execute(_UNREADABLE_SQL, {
             "tables": [t.oid for t in tables],
             "seq_schemas": [s.schema for s in sequences],
@@ -375,11 +378,13 @@ class _Checks:
                     "(without FORCE ROW LEVEL SECURITY) or a superuser",
                 )
         if large_objects and not role.lo_compat_privileges:
-            oids = [str(r[0]) for r in self.src.execute(_UNREADABLE_LO_SQL).fetchall()]
-            if oids:
+            row = self.src.execute(_UNREADABLE_LO_SQL).fetchone()
+            assert row is not None
+            count, oids = row[0], [str(oid) for oid in row[1] or []]
+            if count:
                 self.block(
                     "source-read-large-objects",
-                    f"source user {role.user} cannot read {len(oids)} of the {large_objects} "
+                    f"source user {role.user} cannot read {count} of the {large_objects} "
                     f"large objects (oids {_named(oids)}): GRANT SELECT ON LARGE OBJECT <oid> TO "
                     f"{user} for each, or copy as their owner or a superuser (on RDS: the master "
                     "user)",
@@ -489,8 +494,8 @@ def _replication_findings(role: _SourceRole) -> list[tuple[str, str]]:
         found.append((
             "replication-privilege",
             f"source user {role.user} may not create a logical replication slot, which copy "
-            f"takes its consistent snapshot from: ALTER ROLE {role.user} REPLICATION (on RDS: "
-            f"GRANT rds_replication TO {role.user}, or use the master user)",
+            f"takes its consistent snapshot from: ALTER ROLE {role.user_sql} REPLICATION (on RDS: "
+            f"GRANT rds_replication TO {role.user_sql}, or use the master user)",
         ))
     if role.free_slots < 1:
         found.append((
@@ -521,9 +526,9 @@ def _source_role(conn: psycopg.Connection[Any]) -> _SourceRole:
     row = conn.execute(_SOURCE_ROLE_SQL, [_RDS_REPLICATION_ROLES]).fetchone()
     assert row is not None
     return _SourceRole(
-        user=row[0], superuser=row[1], may_replicate=row[2], bypass_rls=row[3], wal_level=row[4],
-        free_slots=int(row[5]), max_slots=int(row[6]), free_walsenders=int(row[7]),
-        lo_compat_privileges=row[8],
+        user=row[0], user_sql=row[1], superuser=row[2], may_replicate=row[3], bypass_rls=row[4],
+        wal_level=row[5], free_slots=int(row[6]), max_slots=int(row[7]),
+        free_walsenders=int(row[8]), lo_compat_privileges=row[9],
     )
 
 
