@@ -76,10 +76,12 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
                         f"({previous.phase}, subscription {previous.name}): watch it with "
                         "`rdsmigrate status`, or remove it with `rdsmigrate abort` first")
 
+    name = new_slot_name()
+    # With keep_slot, preflight knows replication follows and requires a logical slot.
+    copy_options = copy_options.model_copy(update={"keep_slot": name})
     with reporter.phase("preflight"):
         preflight.require_ready(preflight.run(source, target, copy_options))
 
-    name = new_slot_name()
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         writable(src)
         tables = catalog.list_tables(src, selection.schemas, selection.exclude_tables)
@@ -100,8 +102,7 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
         record.save(path)
 
     try:
-        report = copy.run(source, target, copy_options.model_copy(update={"keep_slot": name}),
-                          reporter)
+        report = copy.run(source, target, copy_options, reporter)
         record.consistent_lsn = report.consistent_lsn
         record.save(path)
         with reporter.phase("replication (subscription on the target)"), \
