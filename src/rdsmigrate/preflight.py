@@ -9,9 +9,11 @@ Does not guarantee the copy will succeed: privileges can change, disks can fill,
 reads catalogs, not every row. What it does find is reported as
 
 - *blockers*: the copy would fail or be wrong (an unreadable table, a non-empty target, a missing
-  extension, no logical replication slot for the snapshot, a ``pg_dump`` too old for the source);
-- *warnings*: the copy works, but something matters later (tables the online path cannot
-  replicate, slots left by an earlier run, objects ``--replace`` will drop);
+  extension, a column type the target refuses, a ``pg_dump`` too old for the source, no logical
+  replication slot when replication is to follow the copy);
+- *warnings*: the copy works, but something matters later (no logical slot for a plain copy, which
+  then exports its snapshot without one, tables the online path cannot replicate, slots left by an
+  earlier run, objects ``--replace`` will drop);
 - *info*: what the copy carries over that plain ``pg_dump`` would not (database settings, large
   objects), and a size and time estimate.
 
@@ -481,7 +483,7 @@ class _Checks:
 
 
 def _replication_findings(role: _SourceRole) -> list[tuple[str, str]]:
-    """Blockers about the logical replication slot the copy's snapshot comes from."""
+    """What stands in the way of the logical replication slot the snapshot comes from."""
     found: list[tuple[str, str]] = []
     if role.wal_level != "logical":
         found.append((
