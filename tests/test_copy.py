@@ -142,3 +142,20 @@ def test_without_replication_privilege_copy_falls_back_to_an_exported_snapshot(
     finally:
         with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+def test_the_tools_own_publications_and_any_subscription_stay_on_the_source(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); "
+                     "CREATE PUBLICATION rdsmigrate_feedbeef FOR TABLE t; "
+                     "CREATE PUBLICATION app_events FOR TABLE t")
+    try:
+        _run_copy(pg_source, source_db, pg_target, target_db, tmp_path)
+        with psycopg.connect(pg_target.dsn(target_db)) as conn:
+            names = [r[0] for r in conn.execute("SELECT pubname FROM pg_publication ORDER BY 1")]
+        assert names == ["app_events"]
+    finally:
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+            conn.execute("DROP PUBLICATION rdsmigrate_feedbeef, app_events")

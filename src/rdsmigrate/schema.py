@@ -56,7 +56,10 @@ def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: 
          workdir: Path) -> SchemaArchive:
     """``pg_dump --schema-only`` as of ``snapshot``, so schema and rows describe one instant."""
     path = workdir / "schema.dump"
-    args = ["--schema-only", "--format=custom", "--file", str(path), "--no-sync"]
+    # Subscriptions point at other servers: recreated on the target they would start pulling
+    # from wherever the source pulls from. Never carried.
+    args = ["--schema-only", "--format=custom", "--file", str(path), "--no-sync",
+            "--no-subscriptions"]
     if snapshot:
         args += ["--snapshot", snapshot]
     for schema in selection.schemas:
@@ -65,6 +68,10 @@ def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: 
         args += ["--exclude-table", table]
     tools.run("pg_dump", args, source, what="dumping the schema")
     return SchemaArchive(path, tools)
+
+
+# Publications this tool creates on the source for an online migration belong to the source only.
+_OWN_PUBLICATION = re.compile(r" PUBLICATION( TABLE| TABLES IN SCHEMA)? \S+ rdsmigrate_")
 
 
 def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
@@ -83,6 +90,8 @@ def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
         if " COMMENT - EXTENSION plpgsql" in line or " EXTENSION - plpgsql " in line:
             continue
         if not roles and re.search(r"\d+ \d+ \d+ (ACL|DEFAULT ACL) ", line):
+            continue
+        if _OWN_PUBLICATION.search(line):
             continue
         keep.append(line)
     return keep

@@ -107,8 +107,6 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
         record.save(path)
         with reporter.phase("replication (subscription on the target)"), \
                 connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
-            # pg_dump carries publications, so the copy recreated ours on the target: not wanted.
-            replication.drop_publication(tgt, name)
             replication.create_subscription(tgt, name, source)
             # The record again, on the target, for status/cutover/abort run from another machine.
             tgt.execute(sql.SQL("COMMENT ON SUBSCRIPTION {} IS {}").format(
