@@ -51,17 +51,23 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.markdown is not None:
         sys.stdout.write(report.markdown(json.loads(args.markdown.read_text())))
         return 0
     if args.scale < 1 or args.rounds < 1:
-        raise SystemExit("--scale and --rounds must be at least 1")
+        parser.error("--scale and --rounds must be at least 1")
+    only = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    try:
+        runner.select(only)
+    except ValueError as exc:
+        parser.error(f"--only: {exc}")
     signal.signal(signal.SIGTERM, _terminate)
     console = Console(stderr=True)
     options = runner.Options(
         scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
-        only=tuple(k.strip() for k in args.only.split(",") if k.strip()), timeout=args.timeout,
+        only=only, timeout=args.timeout,
         notes=tuple(args.note))
     try:
         result = runner.run(options, console)

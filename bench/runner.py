@@ -56,18 +56,23 @@ class Options:
     """The operator's words about this run's conditions, printed and kept with the figures."""
 
 
-def _select(only: tuple[str, ...]) -> list[Contender]:
+def select(only: tuple[str, ...]) -> list[Contender]:
+    """The contenders ``--only`` names, in running order; ValueError says what is wrong."""
     contenders = all_contenders()
     keys = [c.key for c in contenders]
     unknown = [k for k in only if k not in keys]
     if unknown:
-        raise SystemExit(f"--only: unknown contender {', '.join(unknown)} (choose from "
+        raise ValueError(f"unknown contender {', '.join(unknown)} (choose from "
                          f"{', '.join(keys)})")
-    return [c for c in contenders if not only or c.key in only]
+    chosen = [c for c in contenders if not only or c.key in only]
+    if chosen and all(not c.writes_target for c in chosen):
+        raise ValueError("verify reads what another contender copied in the same round; add "
+                         "one (e.g. --only copy,verify)")
+    return chosen
 
 
 def run(options: Options, console: Console) -> dict[str, Any]:
-    contenders = _select(options.only)
+    contenders = select(options.only)
     payments_rows = (options.payments_rows if options.payments_rows is not None
                      else dataset.PAYMENTS_PER_SCALE * options.scale)
     bindir = find_bindir()

@@ -79,3 +79,13 @@ def test_markdown_table_of_a_result_for_the_readme(bench_run: tuple[dict, str, P
             if line.startswith("| ") and not line.startswith("| ---")]
     assert len(rows) == 1 + len(result["contenders"])  # header + one row each
     assert rows[1].startswith("| rdsmigrate copy | 1/1 |")
+
+
+@pytest.mark.parametrize(("only", "message"), [
+    ("verify", "verify reads what another contender copied"),
+    ("copy,nope", "unknown contender nope"),
+])
+def test_only_is_checked_before_any_cluster_starts(only: str, message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", only], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and message in proc.stderr
