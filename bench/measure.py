@@ -43,6 +43,13 @@ class RunFailed(Exception):
     """A contender's program failed or timed out; the message says which and why."""
 
 
+def _stat(pid: int) -> tuple[str, list[str]]:
+    """A process's command name and the fields of ``/proc/PID/stat`` after it (field 3 on)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name in parentheses may itself hold spaces or parentheses.
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
 def _children_map() -> dict[int, list[int]]:
     """parent pid -> child pids, for every process on the machine."""
     children: dict[int, list[int]] = {}
@@ -50,11 +57,9 @@ def _children_map() -> dict[int, list[int]]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
+            _, fields = _stat(int(entry.name))
+        except (OSError, ValueError):
             continue
-        # The command name in parentheses may itself hold spaces or parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
         children.setdefault(int(fields[1]), []).append(int(entry.name))
     return children
 
@@ -80,9 +85,7 @@ def _kib(path: str, key: str) -> int:
 
 
 def _cpu_and_name(pid: int) -> tuple[str, float]:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2:].split()
+    name, fields = _stat(pid)
     # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
     return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
@@ -114,18 +117,15 @@ def _machine_jiffies() -> tuple[int, int]:
 def server_cpu(postmasters: Sequence[int]) -> float:
     """CPU seconds the servers have used so far: each postmaster's own, its reaped children's
     (stat fields 14-17) and its live children's."""
-    total = 0
+    total = 0.0
+    tree = _children_map()
     for pid in postmasters:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += sum(int(v) for v in fields[11:15])
-        for child in _children_map().get(pid, []):
+            total += sum(int(v) for v in _stat(pid)[1][11:15]) / CLOCK_TICKS
+        for child in tree.get(pid, []):
             with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{child}/stat").read_text()
-                fields = stat[stat.rindex(")") + 2:].split()
-                total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+                total += _cpu_and_name(child)[1]
+    return total
 
 
 @dataclass
