@@ -110,9 +110,17 @@ def test_ctrl_c_stops_the_workers_and_says_what_state_the_target_is_in(
     state = tmp_path / "state"
     log = tmp_path / "copy.log"
     proc = _start_copy(pg_source.url(source_db), pg_target.url(target_db), state, log)
-    _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    try:
+        _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGQUIT)  # the CLI prints every thread's stack on SIGQUIT
+        time.sleep(2)
+        raise AssertionError(f"copy did not stop after SIGINT:\n{log.read_text()}") from None
+    finally:
+        proc.kill()
+        proc.wait()
     stderr = log.read_text()
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr and "tables are complete" in stderr

@@ -7,8 +7,10 @@ stderr. No password reaches either: endpoints describe themselves as ``user@host
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -334,6 +336,9 @@ def abort(
 
 def main() -> None:
     os.environ.setdefault("PGAPPNAME", "rdsmigrate")
+    # `kill -QUIT <pid>` prints every thread's stack to stderr: the way to see where a long run
+    # is waiting, without stopping it.
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
     app()
 
 

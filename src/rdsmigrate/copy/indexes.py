@@ -36,6 +36,20 @@ class IndexBuilder:
         self._queue.put(None)
         self._thread.join()
 
+    def abandon(self) -> None:
+        """After an interruption or an error: drop the queued builds, let the running one end.
+
+        A build is one transaction on the target, so stopping between builds leaves nothing
+        half-made; ``--resume`` builds whatever is not recorded.
+        """
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
     def _work(self) -> None:
         while (table := self._queue.get()) is not None:
             if self.errors:

@@ -74,11 +74,15 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
             job.indexes = IndexBuilder(archive, target, post, state, options.roles)
             job.truncate_unfinished(tgt_admin, units)
             job.rows(pool, units)
-        finally:
+        except BaseException:
             pool.close()
             if job.indexes is not None:
-                with job.timed("indexes+constraints"):
-                    job.indexes.finish()
+                job.indexes.abandon()
+            raise
+        pool.close()
+        if job.indexes is not None:
+            with job.timed("indexes+constraints"):
+                job.indexes.finish()
         job.sequences_and_large_objects(src_snap, tgt_admin)
         job.schema_after_rows(archive, post)
         with job.timed("materialized views"):

@@ -172,10 +172,15 @@ class Pool:
             return
         if any(p.is_alive() for p in self._procs):
             self._cancel(self._stop)
+        deadline = time.monotonic() + 10
+        while any(p.is_alive() for p in self._procs) and time.monotonic() < deadline:
+            # A worker cannot exit while its last progress events sit unread in a full pipe.
+            with contextlib.suppress(queue.Empty, OSError, EOFError):
+                self._events.get(timeout=0.1)
         for proc in self._procs:
-            proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+            proc.join(timeout=5)
         for q in (self._work, self._events):
             q.close()
             q.cancel_join_thread()
