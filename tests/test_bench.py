@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.slow, pytest.mark.pg]
+# One worker runs the whole module under `make test` (-n 2 --dist loadgroup), so the benchmark
+# behind the module-scoped fixture runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.pg, pytest.mark.xdist_group("bench")]
 
 SUMMARY_FIELDS = {"verified_runs", "failed_runs", "median_s", "min_s", "max_s", "mb_per_s",
                   "peak_rss_mib", "peak_pss_mib", "peak_process_rss_mib", "cpu_s",
