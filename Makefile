@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests app.py
 	$(VENV)/bin/mypy
 
-# The benchmark of issue 4 (see bench/__init__.py): about 10 minutes at the default
+# The benchmark of issue 4 (see bench/__init__.py): about 5 minutes at the default
 # scale 40. BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--scale 120 --rounds 5"`.
 # pgcopydb is a contender when it can be installed (Debian package, as root); otherwise the
 # report says it is absent.
