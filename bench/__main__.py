@@ -11,7 +11,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import report, runner
+from bench import online, report, runner
 from bench.contenders import all_contenders
 
 
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--note", action="append", default=[],
                    help="a sentence about this run's conditions, kept in the report "
                         "(repeatable)")
+    p.add_argument("--online", action="store_true",
+                   help="instead of the contenders: PostgreSQL's own subscription (copy_data) "
+                        "against rdsmigrate sync, the lag under pgbench -N -c 4 -j 2, and the "
+                        "cutover's write downtime under that load (issue 5); writes "
+                        "bench/results/online-latest.json")
+    p.add_argument("--load-seconds", type=int, default=30,
+                   help="with --online: seconds of pgbench load during which the lag is "
+                        "sampled, before the cutover (default: %(default)s)")
     p.add_argument("--markdown", type=Path, default=None, metavar="RESULT_JSON",
                    help="print an earlier result as a Markdown table (for the README) and exit")
     p.add_argument("--out", type=Path, default=None,
@@ -56,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown is not None:
         sys.stdout.write(report.markdown(json.loads(args.markdown.read_text())))
         return 0
-    if args.scale < 1 or args.rounds < 1:
-        parser.error("--scale and --rounds must be at least 1")
+    if args.scale < 1 or args.rounds < 1 or args.load_seconds < 1:
+        parser.error("--scale, --rounds and --load-seconds must be at least 1")
     only = tuple(k.strip() for k in args.only.split(",") if k.strip())
     try:
         runner.select(only)
@@ -65,21 +73,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: {exc}")
     signal.signal(signal.SIGTERM, _terminate)
     console = Console(stderr=True)
-    options = runner.Options(
-        scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
-        only=only, timeout=args.timeout,
-        notes=tuple(args.note))
     try:
-        result = runner.run(options, console)
+        if args.online:
+            result = online.run(online.OnlineOptions(
+                scale=args.scale, payments_rows=args.payments_rows,
+                load_seconds=args.load_seconds, timeout=args.timeout, notes=tuple(args.note)),
+                console)
+        else:
+            result = runner.run(runner.Options(
+                scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
+                only=only, timeout=args.timeout, notes=tuple(args.note)), console)
     except KeyboardInterrupt:
         console.print("interrupted: clusters stopped and removed")
         return 130
     out = Console()
     # The table has eleven columns: keep it whole when stdout is a file or a pipe.
-    report.render(result, out if out.is_terminal and out.width >= 130 else Console(width=150))
-    for path in report.write(result, args.out):
+    wide = out if out.is_terminal and out.width >= 130 else Console(width=150)
+    if args.online:
+        online.render(result, wide)
+        failed = 0 if result["cutover"]["ok"] else 1
+    else:
+        report.render(result, wide)
+        failed = sum(c["summary"]["failed_runs"] for c in result["contenders"])
+    for path in report.write(result, args.out, prefix="online" if args.online else "bench"):
         console.print(f"wrote {path}", markup=False)
-    failed = sum(c["summary"]["failed_runs"] for c in result["contenders"])
     return 1 if failed else 0
 
 

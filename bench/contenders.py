@@ -59,7 +59,7 @@ class Contender:
     """Why it cannot run on this machine; None when it can."""
 
 
-def _conninfo(cluster: LocalCluster, dbname: str) -> str:
+def conninfo(cluster: LocalCluster, dbname: str) -> str:
     return f"host=127.0.0.1 port={cluster.port} dbname={dbname} user=postgres sslmode=disable"
 
 
@@ -77,7 +77,7 @@ def rdsmigrate_program() -> str:
     return found
 
 
-def _timed(phases: Phases, name: str, started: float) -> float:
+def timed(phases: Phases, name: str, started: float) -> float:
     now = time.monotonic()
     phases[name] = round(now - started, 3)
     return now
@@ -85,8 +85,8 @@ def _timed(phases: Phases, name: str, started: float) -> float:
 
 def run_rdsmigrate_copy(ctx: Context, procs: Processes) -> dict[str, Any]:
     report = ctx.workdir / "copy-report.json"
-    procs.run([rdsmigrate_program(), "copy", "-s", _conninfo(ctx.source, DBNAME),
-               "-t", _conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS), "--quiet",
+    procs.run([rdsmigrate_program(), "copy", "-s", conninfo(ctx.source, DBNAME),
+               "-t", conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS), "--quiet",
                "--state-dir", str(ctx.workdir / "state"), "--report", str(report)],
               "rdsmigrate copy")
     data = json.loads(report.read_text())
@@ -95,8 +95,8 @@ def run_rdsmigrate_copy(ctx: Context, procs: Processes) -> dict[str, Any]:
 
 
 def run_rdsmigrate_verify(ctx: Context, procs: Processes) -> dict[str, Any]:
-    proc = procs.start([rdsmigrate_program(), "verify", "-s", _conninfo(ctx.source, DBNAME),
-                        "-t", _conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS),
+    proc = procs.start([rdsmigrate_program(), "verify", "-s", conninfo(ctx.source, DBNAME),
+                        "-t", conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS),
                         "--json", "--quiet"], stdout=subprocess.PIPE)
     try:
         out = procs.wait(proc, "rdsmigrate verify")
@@ -119,10 +119,10 @@ def _pg_dump_restore(compress: list[str]) -> RunFn:
         dump = ctx.workdir / "dump"
         procs.run([program(ctx.source, "pg_dump"), *_conn_args(ctx.source), "-Fd",
                    "-j", str(JOBS), *compress, "-f", str(dump), DBNAME], "pg_dump")
-        t = _timed(phases, "dump", t)
+        t = timed(phases, "dump", t)
         procs.run([program(ctx.target, "pg_restore"), *_conn_args(ctx.target), "-j", str(JOBS),
                    "-d", ctx.target_db, str(dump)], "pg_restore")
-        _timed(phases, "restore", t)
+        timed(phases, "restore", t)
         return {"phases": phases}
 
     return run
@@ -162,10 +162,9 @@ def _copy_pipe(ctx: Context, procs: Processes, table: str) -> None:
     procs.wait(out, f"psql COPY TO {table}")
 
 
-def run_raw_limit(ctx: Context, procs: Processes) -> dict[str, Any]:
-    """Schema, then every table through a psql pipe two at a time, then post-data."""
-    phases: Phases = {}
-    t = time.monotonic()
+def pre_data(ctx: Context, procs: Processes) -> None:
+    """The pre-data schema (tables, types, sequences; no indexes, no constraints but NOT NULL and
+    CHECK) through ``pg_dump --section=pre-data | psql``."""
     dump = procs.start([program(ctx.source, "pg_dump"), *_conn_args(ctx.source),
                         "--section=pre-data", DBNAME], stdout=subprocess.PIPE)
     load = procs.start([program(ctx.target, "psql"), "-X", "-q", *_conn_args(ctx.target),
@@ -176,7 +175,23 @@ def run_raw_limit(ctx: Context, procs: Processes) -> dict[str, Any]:
     dump.stdout = None
     procs.wait(load, "psql (pre-data)")
     procs.wait(dump, "pg_dump --section=pre-data")
-    t = _timed(phases, "schema", t)
+
+
+def post_data(ctx: Context, procs: Processes) -> None:
+    """Indexes, constraints and triggers with ``pg_restore -j JOBS --section=post-data``."""
+    post = ctx.workdir / "post-data.dump"
+    procs.run([program(ctx.source, "pg_dump"), *_conn_args(ctx.source), "-Fc",
+               "--section=post-data", "-f", str(post), DBNAME], "pg_dump --section=post-data")
+    procs.run([program(ctx.target, "pg_restore"), *_conn_args(ctx.target), "-j", str(JOBS),
+               "-d", ctx.target_db, str(post)], "pg_restore (post-data)")
+
+
+def run_raw_limit(ctx: Context, procs: Processes) -> dict[str, Any]:
+    """Schema, then every table through a psql pipe two at a time, then post-data."""
+    phases: Phases = {}
+    t = time.monotonic()
+    pre_data(ctx, procs)
+    t = timed(phases, "schema", t)
     with connect(ctx.source, DBNAME) as conn:
         tables = [sql.Identifier(s, n).as_string(None) for s, n in conn.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
@@ -186,13 +201,9 @@ def run_raw_limit(ctx: Context, procs: Processes) -> dict[str, Any]:
     with ThreadPoolExecutor(JOBS) as pool:
         for future in [pool.submit(_copy_pipe, ctx, procs, table) for table in tables]:
             future.result()
-    t = _timed(phases, "data", t)
-    post = ctx.workdir / "post-data.dump"
-    procs.run([program(ctx.source, "pg_dump"), *_conn_args(ctx.source), "-Fc",
-               "--section=post-data", "-f", str(post), DBNAME], "pg_dump --section=post-data")
-    procs.run([program(ctx.target, "pg_restore"), *_conn_args(ctx.target), "-j", str(JOBS),
-               "-d", ctx.target_db, str(post)], "pg_restore (post-data)")
-    _timed(phases, "post-data", t)
+    t = timed(phases, "data", t)
+    post_data(ctx, procs)
+    timed(phases, "post-data", t)
     return {"phases": phases}
 
 

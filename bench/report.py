@@ -118,15 +118,17 @@ def render(result: dict[str, Any], console: Console) -> None:
         console.print(f"note: {note}", markup=False, highlight=False)
 
 
-def write(result: dict[str, Any], out: Path | None) -> list[Path]:
-    """``out`` when given; else a timestamped file and ``latest.json`` under bench/results/."""
+def write(result: dict[str, Any], out: Path | None, prefix: str = "bench") -> list[Path]:
+    """``out`` when given; else a timestamped file and ``latest.json`` (``<prefix>-latest.json``
+    for another prefix) under bench/results/."""
     text = json.dumps(result, indent=2) + "\n"
     if out is not None:
         targets = [out]
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        targets = [RESULTS / f"bench-{stamp}-scale{result['dataset']['scale']}.json",
-                   RESULTS / "latest.json"]
+        latest = "latest.json" if prefix == "bench" else f"{prefix}-latest.json"
+        targets = [RESULTS / f"{prefix}-{stamp}-scale{result['dataset']['scale']}.json",
+                   RESULTS / latest]
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

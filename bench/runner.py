@@ -15,9 +15,11 @@ error).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,10 +73,36 @@ def select(only: tuple[str, ...]) -> list[Contender]:
     return chosen
 
 
-def run(options: Options, console: Console) -> dict[str, Any]:
-    contenders = select(options.only)
-    payments_rows = (options.payments_rows if options.payments_rows is not None
-                     else dataset.PAYMENTS_PER_SCALE * options.scale)
+@dataclass(frozen=True)
+class Prepared:
+    """Both clusters up and the dataset built on the source: what every benchmark mode starts
+    from."""
+
+    source: LocalCluster
+    target: LocalCluster
+    inventory: check.Inventory
+    size: int
+    payments_rows: int
+    settings: dict[str, dict[str, str]]
+    workroot: Path
+    started: datetime
+
+    def machine(self) -> dict[str, Any]:
+        return {**report.machine_facts(), "postgresql": self.settings["effective"].get(
+            "server_version", "?"), "pgcopydb": pgcopydb_version()}
+
+    def dataset(self, scale: int) -> dict[str, Any]:
+        return {"scale": scale, "payments_rows": self.payments_rows,
+                "database_bytes": self.size, "database_mb": round(self.size / 1e6, 1),
+                "total_rows": sum(self.inventory.rows.values()), "tables": self.inventory.rows,
+                "indexes": self.inventory.indexes, "constraints": self.inventory.constraints}
+
+
+@contextlib.contextmanager
+def prepared(scale: int, payments_rows: int | None, console: Console) -> Iterator[Prepared]:
+    """Start both clusters and build the dataset; stop and remove everything on the way out,
+    error and Ctrl-C included."""
+    rows = payments_rows if payments_rows is not None else dataset.PAYMENTS_PER_SCALE * scale
     bindir = find_bindir()
     workroot = Path(tempfile.mkdtemp(prefix="rdsmigrate-bench-"))
     clusters: list[LocalCluster] = []
@@ -83,10 +111,10 @@ def run(options: Options, console: Console) -> dict[str, Any]:
         source, target = dataset.start_clusters(bindir)
         clusters = [source, target]
         console.print(f"clusters: PostgreSQL from {bindir}, source :{source.port}, "
-                      f"target :{target.port}; building scale {options.scale} "
-                      f"({payments_rows:,} payments)...")
+                      f"target :{target.port}; building scale {scale} "
+                      f"({rows:,} payments)...")
         t0 = time.monotonic()
-        dataset.build(source, options.scale, payments_rows)
+        dataset.build(source, scale, rows)
         inventory = check.inventory(source.dsn(dataset.DBNAME))
         size = dataset.database_bytes(source)
         console.print(f"dataset: {size / 1e6:.0f} MB, {sum(inventory.rows.values()):,} rows in "
@@ -97,6 +125,16 @@ def run(options: Options, console: Console) -> dict[str, Any]:
                     "effective": dataset.settings_of(source)}
         if settings["effective"] != dataset.settings_of(target):
             raise RuntimeError("the two clusters' settings differ")
+        yield Prepared(source, target, inventory, size, rows, settings, workroot, started)
+    finally:
+        dataset.stop_all(clusters)
+        shutil.rmtree(workroot, ignore_errors=True)
+
+
+def run(options: Options, console: Console) -> dict[str, Any]:
+    contenders = select(options.only)
+    with prepared(options.scale, options.payments_rows, console) as ready:
+        source, target, inventory = ready.source, ready.target, ready.inventory
         runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
         for round_no in range(1, options.rounds + 1):
             copied_by: str | None = None
@@ -105,38 +143,30 @@ def run(options: Options, console: Console) -> dict[str, Any]:
                     continue
                 target_db = f"t_{contender.key}" if contender.writes_target else (copied_by or "")
                 result = _one_run(contender, round_no, source, target, target_db, inventory,
-                                  workroot, options.timeout)
+                                  ready.workroot, options.timeout)
                 runs[contender.key].append(result)
                 if contender.writes_target and result["ok"] and copied_by is None:
                     copied_by = target_db  # verify reads the first good copy of the round
                 _say(console, contender, result)
-        machine = {**report.machine_facts(), "postgresql": settings["effective"].get(
-            "server_version", "?"), "pgcopydb": pgcopydb_version()}
         result = {
             "format": 1,
-            "started": started.isoformat(timespec="seconds"),
+            "started": ready.started.isoformat(timespec="seconds"),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine,
-            "settings": settings,
+            "machine": ready.machine(),
+            "settings": ready.settings,
             "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
-                        "only": list(options.only), "payments_rows": payments_rows,
+                        "only": list(options.only), "payments_rows": ready.payments_rows,
                         "jobs": JOBS},
-            "dataset": {"scale": options.scale, "payments_rows": payments_rows,
-                        "database_bytes": size, "database_mb": round(size / 1e6, 1),
-                        "total_rows": sum(inventory.rows.values()), "tables": inventory.rows,
-                        "indexes": inventory.indexes, "constraints": inventory.constraints},
+            "dataset": ready.dataset(options.scale),
             "contenders": [
                 {"key": c.key, "label": c.label, "command": c.command,
                  "unavailable": c.unavailable, "runs": runs[c.key],
-                 "summary": report.summarize(runs[c.key], size)}
+                 "summary": report.summarize(runs[c.key], ready.size)}
                 for c in contenders],
             "notes": [*options.notes, *NOTES],
         }
         report.add_ratios(result["contenders"])
         return result
-    finally:
-        dataset.stop_all(clusters)
-        shutil.rmtree(workroot, ignore_errors=True)
 
 
 def _say(console: Console, contender: Contender, result: dict[str, Any]) -> None:

@@ -91,3 +91,30 @@ def test_only_is_checked_before_any_cluster_starts(only: str, message: str) -> N
     proc = subprocess.run([sys.executable, "-m", "bench", "--only", only], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_online_mode_measures_native_sync_lag_and_cutover(tmp_path: Path) -> None:
+    """``python -m bench --online`` at scale 1 with 3 s of pgbench: structure only, no timing."""
+    out = tmp_path / "online.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--online", "--scale", "1", "--payments-rows", "20000",
+         "--load-seconds", "3", "--timeout", "120", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["mode"] == "online" and result["dataset"]["scale"] == 1
+    native, sync, lag, cutover = (result[k] for k in ("native", "sync", "lag", "cutover"))
+    assert 0 < native["seconds"] <= native["seconds_with_post_data"]
+    assert set(native["phases"]) == {"schema", "copy_data (until every table is ready)",
+                                     "post-data"}
+    assert sync["seconds"] > 0 and sync["ratio_to_native"] > 0 and sync["tables"] == 5
+    assert lag["samples"] >= 5 and lag["p95_s"] is not None and lag["p95_bytes"] is not None
+    assert lag["max_bytes"] >= lag["p50_bytes"] >= 0
+    assert cutover["ok"] and cutover["under_load"] and cutover["verify"] == "counts"
+    assert cutover["write_downtime_s"] > 0
+    assert cutover["independent_check"] == "identical counts, indexes and constraints"
+    assert result["load"]["transactions"] is None or result["load"]["transactions"] > 0
+    assert set(result["targets"]) == {"sync_ratio_to_native", "lag_p95_s", "write_downtime_s"}
+    for label in ("native copy_data=true", "rdsmigrate sync", "lag p50 / p95 / max",
+                  "cutover write downtime"):
+        assert label in proc.stdout

@@ -1,0 +1,332 @@
+"""``python -m bench --online``: issue 5's targets for the online migration, in one run.
+
+On the benchmark's dataset (``runner.prepared``: same clusters, same builder, same cleanup):
+
+1. **native**: PostgreSQL's own logical replication as a user would set it up: pre-data schema
+   (``pg_dump --section=pre-data | psql``, as the raw limit), ``CREATE PUBLICATION ... FOR ALL
+   TABLES`` on the source, ``CREATE SUBSCRIPTION ... WITH (copy_data = true)`` on the target,
+   timed until every ``pg_subscription_rel`` row is ``r`` (ready); then the post-data section
+   (indexes, constraints) with ``pg_restore -j 2``, because ``rdsmigrate sync`` builds them too.
+   The subscription, its slots and the publication are dropped afterwards.
+2. **sync**: ``rdsmigrate sync --jobs 2``, wall clock until it returns (streaming).
+3. **lag**: ``pgbench -N -c 4 -j 2`` on the source while the lag is sampled every 200 ms with
+   the very query ``rdsmigrate status`` runs (bytes: current WAL insert position minus the slot's
+   ``confirmed_flush_lsn``; seconds: the walsender's ``replay_lag``, 0 when NULL on an active
+   slot), over a connection to the ``postgres`` database so the freeze leaves it alone.
+4. **cutover**: ``rdsmigrate cutover --json`` while pgbench still runs; the write downtime is the
+   one the tool records (``write_downtime_s``). pgbench's sessions are ended by the freeze: its
+   errors are expected and kept in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from bench import check, dataset
+from bench.contenders import JOBS, Context, conninfo, post_data, pre_data, rdsmigrate_program, timed
+from bench.measure import Processes, RunFailed, measured
+from bench.runner import NOTES, Prepared, prepared
+
+SAMPLE_SECONDS = 0.2
+CUTOVER_MARGIN_S = 60
+"""pgbench runs this much longer than the sampling, so the cutover happens under load; the
+freeze ends its sessions long before (pgbench stops by itself in any case)."""
+NATIVE = "bench_native"
+TARGETS = {"sync_ratio_to_native": 0.4, "lag_p95_s": 1.0, "write_downtime_s": 2.0}
+
+# `rdsmigrate status`'s lag (src/rdsmigrate/online/status.py, measure()), cluster-wide views only.
+LAG_SQL = """
+SELECT s.active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
+       (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r
+         WHERE r.pid = s.active_pid)
+  FROM pg_replication_slots s WHERE s.slot_name = %s
+"""
+
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    scale: int = 40
+    payments_rows: int | None = None
+    load_seconds: int = 30
+    timeout: float = 1800.0
+    notes: tuple[str, ...] = ()
+
+
+def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
+    with prepared(options.scale, options.payments_rows, console) as ready:
+        native = _native(ready, options.timeout)
+        console.print(f"  native: {native['seconds']:.2f} s to ready, "
+                      f"{native['seconds_with_post_data']:.2f} s with post-data", markup=False)
+        dataset.drop(ready.target, "t_native")
+        state_dir = Path(tempfile.mkdtemp(prefix="online-", dir=ready.workroot)) / "state"
+        procs = Processes(dataset.tool_env(ready.source), time.monotonic() + options.timeout)
+        try:
+            sync = _sync(ready, procs, state_dir)
+            console.print(f"  rdsmigrate sync: {sync['seconds']:.2f} s", markup=False)
+            lag, cutover, load = _load_and_cutover(ready, procs, state_dir, sync["name"],
+                                                   options.load_seconds)
+            console.print(f"  lag p95 {lag['p95_s']} s / {lag['p95_bytes']} bytes; cutover "
+                          f"downtime {cutover.get('write_downtime_s')} s", markup=False)
+        finally:
+            procs.kill_all()
+        ratio = round(sync["seconds"] / native["seconds_with_post_data"], 2)
+        sync["ratio_to_native"] = ratio
+        sync["ratio_to_native_ready"] = round(sync["seconds"] / native["seconds"], 2)
+        return {
+            "format": 1,
+            "mode": "online",
+            "started": ready.started.isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": ready.machine(),
+            "settings": ready.settings,
+            "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
+                        "payments_rows": ready.payments_rows, "jobs": JOBS},
+            "dataset": ready.dataset(options.scale),
+            "native": native, "sync": sync, "lag": lag, "cutover": cutover, "load": load,
+            "targets": {
+                "sync_ratio_to_native": {"target": TARGETS["sync_ratio_to_native"],
+                                         "measured": ratio,
+                                         "met": ratio <= TARGETS["sync_ratio_to_native"]},
+                "lag_p95_s": {"target": TARGETS["lag_p95_s"], "measured": lag["p95_s"],
+                              "met": lag["p95_s"] is not None
+                              and lag["p95_s"] < TARGETS["lag_p95_s"]},
+                "write_downtime_s": {"target": TARGETS["write_downtime_s"],
+                                     "measured": cutover.get("write_downtime_s"),
+                                     "met": cutover["ok"] and cutover["write_downtime_s"]
+                                     <= TARGETS["write_downtime_s"]},
+            },
+            "notes": [*options.notes,
+                      "native is timed to every table ready, then with the post-data section "
+                      "(indexes, constraints) as rdsmigrate sync builds them too; the ratio is "
+                      "against the latter",
+                      "lag is sampled with rdsmigrate status's own query every 200 ms over SQL",
+                      *NOTES[2:3]],
+        }
+
+
+def _ctx(ready: Prepared, target_db: str) -> Context:
+    workdir = Path(tempfile.mkdtemp(prefix=f"{target_db}-", dir=ready.workroot))
+    return Context(source=ready.source, target=ready.target, target_db=target_db, workdir=workdir)
+
+
+def _native(ready: Prepared, timeout: float) -> dict[str, Any]:
+    ctx = _ctx(ready, "t_native")
+    dataset.recreate(ready.target, ctx.target_db)
+    dataset.checkpoint(ready.source, ready.target)
+    procs = Processes(dataset.tool_env(ready.source), time.monotonic() + timeout)
+    phases: dict[str, float] = {}
+    # The password goes into the subscription's catalog row on the throwaway target, never out.
+    sub_conninfo = (conninfo(ready.source, dataset.DBNAME)
+                    + f" password={ready.source.password}")
+    try:
+        with measured([dataset.postmaster_pid(ready.source),
+                       dataset.postmaster_pid(ready.target)]) as usage:
+            t = t_start = time.monotonic()
+            pre_data(ctx, procs)
+            t = timed(phases, "schema", t)
+            with dataset.connect(ready.source, dataset.DBNAME) as src:
+                src.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(
+                    sql.Identifier(NATIVE)))
+            with dataset.connect(ready.target, ctx.target_db) as tgt:
+                tgt.execute(sql.SQL(
+                    "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)"
+                ).format(sql.Identifier(NATIVE), sql.Literal(sub_conninfo),
+                         sql.Identifier(NATIVE)))
+                while True:
+                    row = tgt.execute("SELECT count(*), count(*) FILTER (WHERE srsubstate <> 'r') "
+                                      "FROM pg_subscription_rel").fetchone()
+                    assert row is not None
+                    if row[0] > 0 and row[1] == 0:
+                        break
+                    if time.monotonic() > procs.deadline:
+                        raise RunFailed("native subscription: timed out before every table "
+                                        "was ready")
+                    time.sleep(0.05)
+            ready_s = time.monotonic() - t_start
+            t = timed(phases, "copy_data (until every table is ready)", t)
+            post_data(ctx, procs)
+            timed(phases, "post-data", t)
+        problems = check.differences(ready.inventory,
+                                     check.inventory(ready.target.dsn(ctx.target_db)))
+    finally:
+        procs.kill_all()
+        _drop_native(ready, ctx.target_db)
+    if problems:
+        raise RunFailed("native: independent check failed: " + "; ".join(problems[:5]))
+    return {"seconds": round(ready_s, 3), "seconds_with_post_data": round(usage.seconds, 3),
+            "phases": phases, "usage": asdict(usage),
+            "command": "pg_dump --section=pre-data | psql; CREATE PUBLICATION ... FOR ALL TABLES; "
+                       "CREATE SUBSCRIPTION ... WITH (copy_data = true) until every table is "
+                       f"ready; pg_restore -j {JOBS} --section=post-data"}
+
+
+def _drop_native(ready: Prepared, target_db: str) -> None:
+    """Subscription (and with it its slots on the source), publication, any slot left over."""
+    with dataset.connect(ready.target, target_db) as tgt:
+        if tgt.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", [NATIVE]).fetchone():
+            tgt.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(NATIVE)))
+    with dataset.connect(ready.source, dataset.DBNAME) as src:
+        src.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(NATIVE)))
+        src.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    "WHERE NOT active")
+
+
+def _sync(ready: Prepared, procs: Processes, state_dir: Path) -> dict[str, Any]:
+    dataset.recreate(ready.target, "t_online")
+    dataset.checkpoint(ready.source, ready.target)
+    with measured([dataset.postmaster_pid(ready.source),
+                   dataset.postmaster_pid(ready.target)]) as usage:
+        out = procs.run([rdsmigrate_program(), "sync", "-s", conninfo(ready.source, dataset.DBNAME),
+                         "-t", conninfo(ready.target, "t_online"), "--jobs", str(JOBS),
+                         # pgbench_history has no primary key; pgbench -N only inserts into it.
+                         "--replica-identity-full",
+                         "--state-dir", str(state_dir), "--json", "--quiet"], "rdsmigrate sync")
+    data = json.loads(out)
+    return {"seconds": round(usage.seconds, 3), "tool_seconds": data.get("seconds"),
+            "name": data["name"], "tables": data.get("tables"),
+            "phases": data.get("copy_report", {}).get("phases", {}), "usage": asdict(usage),
+            "command": f"rdsmigrate sync --jobs {JOBS} --replica-identity-full"}
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: str,
+                      seconds: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    source = ready.source
+    pgbench = procs.start([dataset.program(source, "pgbench"), "-N", "-c", "4", "-j", "2",
+                           "-T", str(seconds + CUTOVER_MARGIN_S), "-h", "127.0.0.1",
+                           "-p", str(source.port), "-U", "postgres", dataset.DBNAME],
+                          stdout=subprocess.PIPE)
+    samples: list[tuple[float, int | None, float | None]] = []
+    t0 = time.monotonic()
+    with dataset.connect(source) as conn:
+        while time.monotonic() - t0 < seconds and pgbench.poll() is None:
+            row = conn.execute(LAG_SQL, [slot]).fetchone()
+            if row is not None:
+                lag_b = max(0, int(row[1])) if row[1] is not None else None
+                lag_s = round(float(row[2]), 3) if row[2] is not None else (
+                    0.0 if lag_b is not None and row[0] else None)
+                samples.append((round(time.monotonic() - t0, 2), lag_b, lag_s))
+            time.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - t0) % SAMPLE_SECONDS))
+    load_running = pgbench.poll() is None
+    status = json.loads(procs.run([rdsmigrate_program(), "status", "-s",
+                                   conninfo(source, dataset.DBNAME), "-t",
+                                   conninfo(ready.target, "t_online"), "--state-dir",
+                                   str(state_dir), "--json"], "rdsmigrate status"))
+    cutover_proc = procs.start(
+        [rdsmigrate_program(), "cutover", "-s", conninfo(source, dataset.DBNAME),
+         "-t", conninfo(ready.target, "t_online"), "--state-dir", str(state_dir), "--json",
+         "--quiet"], stdout=subprocess.PIPE)
+    t_cut = time.monotonic()
+    out, err = cutover_proc.communicate(timeout=max(1.0, procs.deadline - time.monotonic()))
+    cutover: dict[str, Any] = {"ok": cutover_proc.returncode == 0,
+                               "wall_seconds": round(time.monotonic() - t_cut, 3),
+                               "under_load": load_running}
+    if cutover["ok"]:
+        data = json.loads(out)
+        cutover.update({k: data.get(k) for k in ("write_downtime_s", "steps", "verify",
+                                                  "tables_checked", "rows_checked",
+                                                  "sessions_ended", "lag_bytes_before",
+                                                  "sequences", "source_frozen")})
+        after = check.inventory(source.dsn(dataset.DBNAME))
+        problems = check.differences(after, check.inventory(ready.target.dsn("t_online")))
+        cutover["independent_check"] = problems or "identical counts, indexes and constraints"
+        cutover["ok"] = not problems
+    else:
+        lines = err.decode(errors="replace").strip().splitlines()
+        cutover["error"] = " | ".join(lines[-3:])
+    try:
+        pg_out, pg_err = pgbench.communicate(timeout=CUTOVER_MARGIN_S + 30)
+    except subprocess.TimeoutExpired:
+        procs.kill_all()
+        pg_out, pg_err = pgbench.communicate()
+    text = pg_out.decode(errors="replace")
+    processed = re.search(r"number of transactions actually processed: (\d+)", text)
+    tps = re.search(r"tps = ([\d.]+)", text)
+    load = {"command": f"pgbench -N -c 4 -j 2 -T {seconds + CUTOVER_MARGIN_S} (sampled for "
+                       f"{seconds} s, then cut over under load)",
+            "exit_code": pgbench.returncode,
+            "transactions": int(processed.group(1)) if processed else None,
+            "tps": float(tps.group(1)) if tps else None,
+            "stderr_tail": (pg_err or b"").decode(errors="replace").strip().splitlines()[-3:]}
+    secs = [s for _, _, s in samples if s is not None]
+    byts = [float(b) for _, b, _ in samples if b is not None]
+    lag: dict[str, Any] = {"samples": len(samples), "interval_s": SAMPLE_SECONDS,
+           "definition": "rdsmigrate status's: bytes = pg_current_wal_insert_lsn() - slot "
+                         "confirmed_flush_lsn; seconds = pg_stat_replication.replay_lag (0 when "
+                         "NULL on an active slot)",
+           "p50_s": _percentile(secs, 50), "p95_s": _percentile(secs, 95),
+           "max_s": max(secs) if secs else None,
+           "p50_bytes": _int(_percentile(byts, 50)), "p95_bytes": _int(_percentile(byts, 95)),
+           "max_bytes": _int(max(byts) if byts else None),
+           "status_cli_at_end": {"lag_bytes": status.get("lag_bytes"),
+                                 "lag_seconds": status.get("lag_seconds")},
+           "series": samples}
+    for key in ("p50_s", "p95_s", "max_s"):
+        if lag[key] is not None:
+            lag[key] = round(lag[key], 3)
+    return lag, cutover, load
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    ds, machine = result["dataset"], result["machine"]
+    native, sync, lag, cut, targets = (result["native"], result["sync"], result["lag"],
+                                       result["cutover"], result["targets"])
+    table = Table(title=f"online, scale {ds['scale']} ({ds['database_mb']:.0f} MB), "
+                        f"{machine['cores']} cores, PostgreSQL {machine['postgresql']}",
+                  title_justify="left")
+    for name in ("measurement", "figure", "target", "met"):
+        table.add_column(name, justify="left" if name == "measurement" else "right")
+
+    def met(key: str) -> str:
+        return "yes" if targets[key]["met"] else "NO"
+
+    table.add_row("native copy_data=true (to ready / + post-data)",
+                  f"{native['seconds']:.2f} / {native['seconds_with_post_data']:.2f} s", "", "")
+    table.add_row("rdsmigrate sync (until streaming)",
+                  f"{sync['seconds']:.2f} s = {sync['ratio_to_native']:.2f} x native",
+                  "<= 0.40 x", met("sync_ratio_to_native"))
+    table.add_row("lag p50 / p95 / max, seconds",
+                  f"{_fmt(lag['p50_s'], '.3f')} / {_fmt(lag['p95_s'], '.3f')} / "
+                  f"{_fmt(lag['max_s'], '.3f')}", "p95 < 1 s", met("lag_p95_s"))
+    table.add_row("lag p50 / p95 / max, bytes",
+                  f"{_fmt(lag['p50_bytes'], ',')} / {_fmt(lag['p95_bytes'], ',')} / "
+                  f"{_fmt(lag['max_bytes'], ',')}", "", "")
+    table.add_row("cutover write downtime" + (" (under load)" if cut.get("under_load") else ""),
+                  f"{_fmt(cut.get('write_downtime_s'), '.2f')} s"
+                  if cut["ok"] else f"FAILED: {cut.get('error') or cut.get('independent_check')}",
+                  "<= 2 s", met("write_downtime_s"))
+    console.print(table)
+    load = result["load"]
+    console.print(f"load: {load['command']}: {_fmt(load['transactions'], ',')} transactions, "
+                  f"exit {load['exit_code']} (ended by the freeze)", markup=False,
+                  highlight=False)
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False, highlight=False)
