@@ -67,8 +67,12 @@ class OnlineOptions:
 
 def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
     with prepared(options.scale, options.payments_rows, console) as ready:
-        native = _native(ready, options.timeout)
-        console.print(f"  native: {native['seconds']:.2f} s to ready, "
+        documented = _native(ready, options.timeout, schema_first=True)
+        console.print(f"  native, schema first (documented): {documented['seconds']:.2f} s to "
+                      "ready", markup=False)
+        dataset.drop(ready.target, "t_native")
+        native = _native(ready, options.timeout, schema_first=False)
+        console.print(f"  native, indexes after: {native['seconds']:.2f} s to ready, "
                       f"{native['seconds_with_post_data']:.2f} s with post-data", markup=False)
         dataset.drop(ready.target, "t_native")
         state_dir = Path(tempfile.mkdtemp(prefix="online-", dir=ready.workroot)) / "state"
@@ -82,8 +86,12 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
                           f"downtime {cutover.get('write_downtime_s')} s", markup=False)
         finally:
             procs.kill_all()
-        ratio = round(sync["seconds"] / native["seconds_with_post_data"], 2)
+        # The target is stated against PostgreSQL's own subscription as documented (schema first);
+        # the ratio to the variant most favourable to it is kept beside it.
+        ratio = round(sync["seconds"] / documented["seconds"], 2)
         sync["ratio_to_native"] = ratio
+        sync["ratio_to_native_indexes_after"] = round(
+            sync["seconds"] / native["seconds_with_post_data"], 2)
         sync["ratio_to_native_ready"] = round(sync["seconds"] / native["seconds"], 2)
         return {
             "format": 1,
@@ -95,7 +103,8 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
             "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
                         "payments_rows": ready.payments_rows, "jobs": JOBS},
             "dataset": ready.dataset(options.scale),
-            "native": native, "sync": sync, "lag": lag, "cutover": cutover, "load": load,
+            "native_documented": documented, "native": native, "sync": sync, "lag": lag,
+            "cutover": cutover, "load": load,
             "targets": {
                 "sync_ratio_to_native": {"target": TARGETS["sync_ratio_to_native"],
                                          "measured": ratio,
@@ -109,9 +118,12 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
                                      <= TARGETS["write_downtime_s"]},
             },
             "notes": [*options.notes,
-                      "native is timed to every table ready, then with the post-data section "
-                      "(indexes, constraints) as rdsmigrate sync builds them too; the ratio is "
-                      "against the latter",
+                      "native_documented: the whole schema first (indexes and constraints "
+                      "included), then copy_data = true until every table is ready: the "
+                      "procedure PostgreSQL documents; the target ratio is against it",
+                      "native: tables without indexes, copy_data = true, then the post-data "
+                      "section: the variant most favourable to it; sync's ratio to it is "
+                      "ratio_to_native_indexes_after",
                       "lag is sampled with rdsmigrate status's own query every 200 ms over SQL",
                       *NOTES[2:3]],
         }
@@ -122,7 +134,14 @@ def _ctx(ready: Prepared, target_db: str) -> Context:
     return Context(source=ready.source, target=ready.target, target_db=target_db, workdir=workdir)
 
 
-def _native(ready: Prepared, timeout: float) -> dict[str, Any]:
+def _native(ready: Prepared, timeout: float, *, schema_first: bool) -> dict[str, Any]:
+    """PostgreSQL's own initial sync.
+
+    ``schema_first`` is the documented procedure: the whole schema (``pg_dump --schema-only``:
+    indexes and constraints included) on the subscriber, then ``copy_data = true``, so the table
+    sync maintains every index row by row. Otherwise the variant most favourable to it: tables
+    without indexes, then the post-data section once every table is ready.
+    """
     ctx = _ctx(ready, "t_native")
     dataset.recreate(ready.target, ctx.target_db)
     dataset.checkpoint(ready.source, ready.target)
@@ -136,6 +155,8 @@ def _native(ready: Prepared, timeout: float) -> dict[str, Any]:
                        dataset.postmaster_pid(ready.target)]) as usage:
             t = t_start = time.monotonic()
             pre_data(ctx, procs)
+            if schema_first:
+                post_data(ctx, procs)
             t = timed(phases, "schema", t)
             with dataset.connect(ready.source, dataset.DBNAME) as src:
                 src.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(
@@ -157,8 +178,9 @@ def _native(ready: Prepared, timeout: float) -> dict[str, Any]:
                     time.sleep(0.05)
             ready_s = time.monotonic() - t_start
             t = timed(phases, "copy_data (until every table is ready)", t)
-            post_data(ctx, procs)
-            timed(phases, "post-data", t)
+            if not schema_first:
+                post_data(ctx, procs)
+                timed(phases, "post-data", t)
         problems = check.differences(ready.inventory,
                                      check.inventory(ready.target.dsn(ctx.target_db)))
     finally:
@@ -168,9 +190,13 @@ def _native(ready: Prepared, timeout: float) -> dict[str, Any]:
         raise RunFailed("native: independent check failed: " + "; ".join(problems[:5]))
     return {"seconds": round(ready_s, 3), "seconds_with_post_data": round(usage.seconds, 3),
             "phases": phases, "usage": asdict(usage),
-            "command": "pg_dump --section=pre-data | psql; CREATE PUBLICATION ... FOR ALL TABLES; "
-                       "CREATE SUBSCRIPTION ... WITH (copy_data = true) until every table is "
-                       f"ready; pg_restore -j {JOBS} --section=post-data"}
+            "command": (f"pg_dump --section=pre-data | psql; pg_restore -j {JOBS} "
+                        "--section=post-data; CREATE PUBLICATION ... FOR ALL TABLES; CREATE "
+                        "SUBSCRIPTION ... WITH (copy_data = true) until every table is ready"
+                        if schema_first else
+                        "pg_dump --section=pre-data | psql; CREATE PUBLICATION ... FOR ALL TABLES; "
+                        "CREATE SUBSCRIPTION ... WITH (copy_data = true) until every table is "
+                        f"ready; pg_restore -j {JOBS} --section=post-data")}
 
 
 def _drop_native(ready: Prepared, target_db: str) -> None:
@@ -308,10 +334,13 @@ def render(result: dict[str, Any], console: Console) -> None:
     def met(key: str) -> str:
         return "yes" if targets[key]["met"] else "NO"
 
-    table.add_row("native copy_data=true (to ready / + post-data)",
+    table.add_row("native copy_data=true, schema first (documented)",
+                  f"{result['native_documented']['seconds']:.2f} s", "", "")
+    table.add_row("native copy_data=true, indexes after (to ready / + post-data)",
                   f"{native['seconds']:.2f} / {native['seconds_with_post_data']:.2f} s", "", "")
     table.add_row("rdsmigrate sync (until streaming)",
-                  f"{sync['seconds']:.2f} s = {sync['ratio_to_native']:.2f} x native",
+                  f"{sync['seconds']:.2f} s = {sync['ratio_to_native']:.2f} x documented, "
+                  f"{sync['ratio_to_native_indexes_after']:.2f} x indexes-after",
                   "<= 0.40 x", met("sync_ratio_to_native"))
     table.add_row("lag p50 / p95 / max, seconds",
                   f"{_fmt(lag['p50_s'], '.3f')} / {_fmt(lag['p95_s'], '.3f')} / "

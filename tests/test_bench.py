@@ -105,6 +105,9 @@ def test_online_mode_measures_native_sync_lag_and_cutover(tmp_path: Path) -> Non
     assert result["mode"] == "online" and result["dataset"]["scale"] == 1
     native, sync, lag, cutover = (result[k] for k in ("native", "sync", "lag", "cutover"))
     assert 0 < native["seconds"] <= native["seconds_with_post_data"]
+    documented = result["native_documented"]
+    assert documented["seconds"] > 0 and "schema" in documented["phases"]
+    assert "post-data" not in documented["phases"]  # indexes were there before the sync
     assert set(native["phases"]) == {"schema", "copy_data (until every table is ready)",
                                      "post-data"}
     assert sync["seconds"] > 0 and sync["ratio_to_native"] > 0 and sync["tables"] == 5
