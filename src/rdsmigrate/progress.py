@@ -115,6 +115,14 @@ class Reporter:
             overall._id = self._progress.add_task(name, total=total_bytes or None, rows=0)
         try:
             yield overall
+            if self._progress is not None and overall._id is not None:
+                # The total was an estimate (on-disk size); the end shows what actually moved, at
+                # the transfer's average rate.
+                self._progress.update(overall._id, total=overall.bytes, completed=overall.bytes)
+                elapsed = max(time.monotonic() - overall.started, 1e-6)
+                for shown in self._progress.tasks:
+                    if shown.id == overall._id:
+                        shown.finished_speed = overall.bytes / elapsed
         finally:
             if self._progress is not None:
                 self._progress.stop()
@@ -156,10 +164,15 @@ class Reporter:
         with self._lock:
             if task in self._running:
                 self._running.remove(task)
-            if self._overall is not None and task is not self._overall:
-                self._overall.rows += task.rows
+            overall = self._overall
+            if overall is not None and task is not overall:
+                overall.rows += task.rows
             if self._progress is not None and task._id is not None:
                 self._progress.remove_task(task._id)
+            # The finished task's rows are now the server's exact count: show that total.
+            if self._progress is not None and overall is not None and overall._id is not None:
+                self._progress.update(overall._id,
+                                      rows=f"{overall.rows + self._running_rows():,}")
         if self._progress is None and not self.quiet:
             elapsed = max(time.monotonic() - task.started, 1e-6)
             self.info(f"  {task.name}: {task.rows:,} rows, {human_bytes(task.bytes)} "
