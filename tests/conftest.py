@@ -18,9 +18,8 @@ import pytest
 
 from rdsmigrate.localpg import LocalCluster, embedded_bindir, find_bindir
 
+# CI and developers have the repository with shared/ beside it.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED_DATA.is_dir():  # a clone laid out as .../<repo> with shared/ beside it
-    SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 _counter = itertools.count()
 

@@ -53,9 +53,9 @@ class SchemaArchive:
 
 
 def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: Selection,
-         workdir: Path) -> SchemaArchive:
-    """``pg_dump --schema-only`` as of ``snapshot``, so schema and rows describe one instant."""
-    path = workdir / "schema.dump"
+         path: Path) -> SchemaArchive:
+    """``pg_dump --schema-only`` as of ``snapshot`` into ``path``, so schema and rows describe
+    one instant."""
     # Subscriptions point at other servers: recreated on the target they would start pulling
     # from wherever the source pulls from. Never carried.
     args = ["--schema-only", "--format=custom", "--file", str(path), "--no-sync",

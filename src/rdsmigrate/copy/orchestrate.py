@@ -15,7 +15,6 @@ target in sync afterwards (that is ``sync``), or copy roles' passwords.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,9 +185,8 @@ class _CopyJob:
             return schema.SchemaArchive(self.state.archive_path, tools)
         workdir = self.state.path.parent
         with self.timed("schema"), self.reporter.phase("schema (pre-data)"):
-            dumped = schema.dump(tools, self.source, snapshot_id, self.options.selection, workdir)
-            shutil.move(str(dumped.path), self.state.archive_path)
-            archive = schema.SchemaArchive(self.state.archive_path, tools)
+            archive = schema.dump(tools, self.source, snapshot_id, self.options.selection,
+                                  self.state.archive_path)
             if self.options.roles:
                 self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
             if self.options.replace or self.options.resume:

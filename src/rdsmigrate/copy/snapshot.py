@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.errors import UserError
 
 SLOT_PREFIX = "rdsmigrate_"
 
@@ -57,22 +58,11 @@ def take(source: Endpoint, *, slot_name: str | None = None, temporary: bool = Tr
     replication never leaves a slot holding WAL on the source.
     """
     name = slot_name or new_slot_name()
-    reason = _logical_unavailable(source)
-    if reason is None:
-        conn = connect(source, autocommit=True, replication="database")
-        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
-        # Walsender commands only speak the simple query protocol: use libpq's PQexec directly.
-        res = conn.pgconn.exec_(
-            f"CREATE_REPLICATION_SLOT {name} {kind} pgoutput EXPORT_SNAPSHOT".encode()
-        )
-        if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
-            message = (res.error_message or b"").decode(errors="replace").strip()
-            conn.close()
-            reason = f"creating a logical replication slot failed ({message})"
-        else:
-            lsn = (res.get_value(0, 1) or b"").decode()
-            snap = (res.get_value(0, 2) or b"").decode()
-            return SourceSnapshot(snap, name, lsn, None, conn)
+    # Whether the slot can be made (wal_level, REPLICATION or the RDS roles, free slots and
+    # walsenders) is preflight's to explain; here the server's own answer decides.
+    reason = _create_slot(source, name, temporary)
+    if isinstance(reason, SourceSnapshot):
+        return reason
     conn = connect(source, autocommit=True)
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     row = conn.execute("SELECT pg_export_snapshot()").fetchone()
@@ -80,29 +70,22 @@ def take(source: Endpoint, *, slot_name: str | None = None, temporary: bool = Tr
     return SourceSnapshot(str(row[0]), None, None, reason, conn)
 
 
-def _logical_unavailable(source: Endpoint) -> str | None:
-    """Why a logical slot cannot be created, or None when it can."""
-    with connect(source, autocommit=True) as conn:
-        row = conn.execute(
-            """SELECT current_setting('wal_level'),
-                      r.rolsuper OR r.rolreplication
-                        OR pg_has_role(current_user, 'rds_superuser', 'member') IS TRUE
-                 FROM pg_roles r WHERE r.rolname = current_user"""
-            if _role_exists(conn, "rds_superuser") else
-            """SELECT current_setting('wal_level'), r.rolsuper OR r.rolreplication
-                 FROM pg_roles r WHERE r.rolname = current_user"""
-        ).fetchone()
-    assert row is not None
-    wal_level, may_replicate = row
-    if wal_level != "logical":
-        return f"the source has wal_level={wal_level} (logical is needed for a replication slot)"
-    if not may_replicate:
-        return "the source user lacks the REPLICATION attribute (or rds_superuser on RDS)"
-    return None
-
-
-def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone() is not None
+def _create_slot(source: Endpoint, name: str, temporary: bool) -> SourceSnapshot | str:
+    """The slot's snapshot, held open; or why the server would not make the slot."""
+    try:
+        conn = connect(source, autocommit=True, replication="database")
+    except UserError as exc:  # e.g. "must be superuser or replication role"
+        return f"a replication connection was refused ({exc})"
+    kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
+    # Walsender commands only speak the simple query protocol: use libpq's PQexec directly.
+    res = conn.pgconn.exec_(f"CREATE_REPLICATION_SLOT {name} {kind} pgoutput EXPORT_SNAPSHOT".encode())
+    if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        message = (res.error_message or b"").decode(errors="replace").strip()
+        conn.close()
+        return f"creating a logical replication slot failed ({message})"
+    lsn = (res.get_value(0, 1) or b"").decode()
+    snap = (res.get_value(0, 2) or b"").decode()
+    return SourceSnapshot(snap, name, lsn, None, conn)
 
 
 def import_into(conn: psycopg.Connection[Any], snapshot_id: str) -> None:

@@ -226,8 +226,6 @@ class Pool:
                 break
         if self.errors:
             self._cancel(stop)
-        for proc in procs:
-            proc.join(timeout=30)
 
     def _cancel(self, stop: Event) -> None:
         """Stop every worker and cancel their statements on both servers."""
