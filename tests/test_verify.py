@@ -288,6 +288,21 @@ def test_column_order_and_dropped_columns_do_not_make_equal_rows_differ(
     assert (difference.object, difference.range) == ("public.reordered", "id >= 21 and < 41")
 
 
+def test_a_column_named_t_does_not_stand_for_the_row(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+) -> None:
+    """The chunk queries alias the table as t; a column of that name must not hide the others."""
+    script = ("CREATE TABLE tee (id int PRIMARY KEY, t text, v int);"
+              "INSERT INTO tee SELECT g, 'same', g FROM generate_series(1, 20) g;")
+    _load(pg_source, source_db, script)
+    _load(pg_target, target_db, script)
+    assert _verify(pg_source, source_db, pg_target, target_db).identical
+
+    _exec(pg_target, target_db, "UPDATE tee SET v = 0 WHERE id = 5")
+    report = _verify(pg_source, source_db, pg_target, target_db)
+    assert [(d.object, d.range) for d in report.differences] == [("public.tee", "whole table")]
+
+
 def test_servers_with_different_encodings_compare_the_same_characters(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster
 ) -> None:
