@@ -38,6 +38,10 @@ class Column:
     type: str
     generated: bool
     """A stored generated column: the target computes it, so it is never copied."""
+    base_type: str | None
+    """The ``pg_catalog`` type name (``int4``, ``text``) after resolving domains, or None for a
+    type of another schema (enums, composites, extensions' types): ``verify`` decides from it
+    whether a value is hashed as itself or as its text."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,18 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relreplident::text,
  ORDER BY n.nspname, c.relname
 """
 
+# A domain's typbasetype may be another domain: walk each chain to the type that is not one.
 _COLUMNS_SQL = """
-SELECT a.attrelid::int8, a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
+WITH RECURSIVE domain_base(oid, base) AS (
+    SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'
+    UNION ALL
+    SELECT d.oid, t.typbasetype FROM domain_base d JOIN pg_type t ON t.oid = d.base
+     WHERE t.typtype = 'd')
+SELECT a.attrelid::int8, a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '',
+       CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace THEN bt.typname::text END
   FROM pg_attribute a
+  LEFT JOIN domain_base db ON db.oid = a.atttypid
+  JOIN pg_type bt ON bt.oid = coalesce(db.base, a.atttypid) AND bt.typtype <> 'd'
  WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum
 """
@@ -147,8 +160,8 @@ def list_tables(
     rows = [r for r in rows if _selected(r[1], r[2], schemas, exclude)]
     oids = [r[0] for r in rows]
     columns: dict[int, list[Column]] = {oid: [] for oid in oids}
-    for oid, name, typ, generated in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
-        columns[oid].append(Column(name, typ, generated))
+    for oid, name, typ, generated, base in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
+        columns[oid].append(Column(name, typ, generated, base))
     keys: dict[int, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
     for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]).fetchall():
         keys[oid] = (primary, tuple(cols), tuple(types))
