@@ -11,6 +11,8 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from rdsmigrate import copy
+from rdsmigrate.copy import indexes as indexes_module
+from rdsmigrate.copy import plan as plan_module
 from rdsmigrate.cli import app
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
@@ -28,9 +30,14 @@ def _run_copy(pg_source: LocalCluster, source_db: str, target: LocalCluster, tar
                     Endpoint.parse("target", target.url(target_db)), opts, Reporter(quiet=True))
 
 
+@pytest.mark.parametrize("tid_range_scans", [True, False], ids=["ctid-ranges", "pre-14-key-ranges"])
 def test_split_tables_arrive_complete_with_no_row_lost_or_doubled(
-    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, tid_range_scans: bool,
 ) -> None:
+    if not tid_range_scans:
+        # What a PostgreSQL 13 source gets: key ranges where there is an integer key, else none.
+        monkeypatch.setattr(plan_module, "TID_RANGE_SCAN_MAJOR", 10**6)
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
         # Integer keys with gaps, negatives and the extremes of bigint: range edges must hold.
         conn.execute("""
@@ -44,13 +51,52 @@ def test_split_tables_arrive_complete_with_no_row_lost_or_doubled(
     report = _run_copy(pg_source, source_db, pg_target, target_db, tmp_path, jobs=3,
                        split_bytes=300_000)
     methods = {t.table: t.method for t in report.tables}
-    assert "ranges by id" in methods["public.keyed"]
-    assert "ranges by ctid" in methods["public.heap_only"]
+    assert ("ranges by ctid" if tid_range_scans else "ranges by id") in methods["public.keyed"]
+    assert methods["public.heap_only"] == ("binary, 10 ranges by ctid" if tid_range_scans
+                                           else "binary")
     fingerprints = assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
     assert fingerprints["public.keyed"][0] == 40002
     assert fingerprints["public.heap_only"][0] == 40000 - 40000 // 7
     with psycopg.connect(pg_target.dsn(target_db)) as conn:
         assert conn.execute("SELECT count(DISTINCT b) FROM heap_only").fetchone() == (34286,)
+
+
+def test_only_a_table_bigger_than_a_workers_share_is_split_and_whole_tables_load_frozen(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plan_module, "MIN_SPLIT_BYTES", 8192)
+    # Every index its own build, as for a big table: they run side by side and must all arrive.
+    monkeypatch.setattr(indexes_module, "SEPARATE_BUILDS_BYTES", 0)
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE big (id int PRIMARY KEY, a text UNIQUE, b int, c text);
+            INSERT INTO big SELECT g, md5(g::text), g % 97, repeat('x', 50) FROM generate_series(1, 20000) g;
+            CREATE INDEX big_b ON big (b);
+            CREATE INDEX big_c ON big (c, b);
+            CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big);
+            INSERT INTO small SELECT g, g FROM generate_series(1, 3000) g;
+            CREATE TABLE smaller (v text);
+            INSERT INTO smaller SELECT g::text FROM generate_series(1, 500) g;
+        """)
+        sizes = dict(conn.execute("SELECT relname, pg_relation_size(oid) FROM pg_class "
+                                  "WHERE relname IN ('big', 'small', 'smaller')").fetchall())
+    share = sum(sizes.values()) // 2
+    assert sizes["big"] > share > sizes["small"]  # the premise of the test
+    report = _run_copy(pg_source, source_db, pg_target, target_db, tmp_path, jobs=2)
+    methods = {t.table: t.method for t in report.tables}
+    assert methods == {"public.big": "binary, 2 ranges by ctid", "public.small": "binary",
+                       "public.smaller": "binary"}
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_visibility")
+        # Too small for autovacuum to have run: frozen pages come from COPY FREEZE alone.
+        frozen = dict(conn.execute(
+            "SELECT relname, (SELECT all_frozen FROM pg_visibility_map_summary(oid)) = "
+            "pg_relation_size(oid) / current_setting('block_size')::int FROM pg_class "
+            "WHERE relname IN ('big', 'small', 'smaller')").fetchall())
+        # A split table is loaded by several transactions: no FREEZE for it.
+        assert frozen == {"big": False, "small": True, "smaller": True}
 
 
 def test_everything_besides_rows_is_carried_over(

@@ -162,7 +162,7 @@ def copy(
     roles: Annotated[bool, typer.Option("--roles", help="Also create the source's roles on the target (without passwords).")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (default: .rdsmigrate/copy-report.json).")] = None,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where progress is recorded for --resume.")] = Path(".rdsmigrate"),
-    split_mb: Annotated[int, typer.Option("--split-mb", min=1, help="Split tables larger than this many MB into ranges shared by workers.")] = 256,
+    split_mb: Annotated[int | None, typer.Option("--split-mb", min=1, help="Split tables larger than this many MB into ranges shared by workers (default: only a table bigger than one worker's share of the whole copy).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -176,7 +176,7 @@ def copy(
     src, tgt = _endpoints(source, target)
     options = CopyOptions(
         jobs=jobs, selection=_selection(schema, exclude_table), resume=resume, replace=replace,
-        roles=roles, report_path=report, state_dir=state_dir, split_bytes=split_mb * 1024 * 1024,
+        roles=roles, report_path=report, state_dir=state_dir, split_bytes=None if split_mb is None else split_mb * 1024 * 1024,
     )
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)

@@ -6,9 +6,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# A table bigger than this is split into ranges so several workers can share it.
-DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024
-
 
 class Selection(BaseModel):
     """Which tables a command works on."""
@@ -30,7 +27,8 @@ class CopyOptions(BaseModel):
     roles: bool = False
     report_path: Path | None = None
     state_dir: Path = Path(".rdsmigrate")
-    split_bytes: int = Field(default=DEFAULT_SPLIT_BYTES, ge=1)
+    split_bytes: int | None = Field(default=None, ge=1)
+    """None: split only tables bigger than one worker's share of the copy."""
     keep_slot: str | None = None
     """Name of a persistent logical slot to create for the snapshot and leave in place, so that
     replication (``sync``) streams changes from exactly the copy's instant."""

@@ -70,7 +70,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         try:
             archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin)
             post = schema.split_post_data(archive, src_snap, roles=options.roles)
-            job.indexes = IndexBuilder(archive, target, post, state, options.roles)
+            job.indexes = IndexBuilder(archive, target, post, state, options.roles, options.jobs)
             job.truncate_unfinished(tgt_admin, units)
             job.rows(pool, units)
         except BaseException:
@@ -170,7 +170,7 @@ class _CopyJob:
                                   bytes=total.bytes, seconds=round(total.seconds, 3),
                                   method=method, run=self.run_number)
                 if self.indexes is not None:
-                    self.indexes.table_loaded(unit.table.qualified)
+                    self.indexes.table_loaded(unit.table.qualified, unit.table.bytes)
 
         return Pool(self.source, self.target, snapshot_id, units, binary_ok, self.options.jobs,
                     on_progress, on_unit_done)

