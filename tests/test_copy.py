@@ -14,6 +14,7 @@ from rdsmigrate import copy
 from rdsmigrate.copy import indexes as indexes_module
 from rdsmigrate.copy import plan as plan_module
 from rdsmigrate.cli import app
+from rdsmigrate.db.catalog import Table
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
@@ -61,7 +62,7 @@ def test_split_tables_arrive_complete_with_no_row_lost_or_doubled(
         assert conn.execute("SELECT count(DISTINCT b) FROM heap_only").fetchone() == (34286,)
 
 
-def test_only_a_table_bigger_than_a_workers_share_is_split_and_whole_tables_load_frozen(
+def test_only_a_table_of_more_than_one_and_a_half_shares_is_split_and_whole_tables_load_frozen(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -82,7 +83,7 @@ def test_only_a_table_bigger_than_a_workers_share_is_split_and_whole_tables_load
         sizes = dict(conn.execute("SELECT relname, pg_relation_size(oid) FROM pg_class "
                                   "WHERE relname IN ('big', 'small', 'smaller')").fetchall())
     share = sum(sizes.values()) // 2
-    assert sizes["big"] > share > sizes["small"]  # the premise of the test
+    assert sizes["big"] > plan_module.SPLIT_ABOVE_SHARES * share  # the premise of the test
     report = _run_copy(pg_source, source_db, pg_target, target_db, tmp_path, jobs=2)
     methods = {t.table: t.method for t in report.tables}
     assert methods == {"public.big": "binary, 2 ranges by ctid", "public.small": "binary",
@@ -97,6 +98,21 @@ def test_only_a_table_bigger_than_a_workers_share_is_split_and_whole_tables_load
             "WHERE relname IN ('big', 'small', 'smaller')").fetchall())
         # A split table is loaded by several transactions: no FREEZE for it.
         assert frozen == {"big": False, "small": True, "smaller": True}
+
+
+def _table(name: str, size: int) -> Table:
+    return Table(oid=0, schema="public", name=name, columns=(), key=(), key_types=(),
+                 replica_identity="d", has_replica_identity_index=False, has_primary_key=False,
+                 partition_of=None, est_rows=0, bytes=size)
+
+
+def test_two_big_tables_of_similar_size_are_not_split_and_go_biggest_first() -> None:
+    """512 and 300 MB on 2 jobs (the benchmark): 1.26 shares is left whole, and with no table
+    to split the plan needs no database at all."""
+    mib = 1 << 20
+    tables = [_table("small", 1 * mib), _table("payments", 300 * mib), _table("accounts", 512 * mib)]
+    units = plan_module.plan(None, tables, jobs=2, split_bytes=None, source_major=15)  # type: ignore[arg-type]
+    assert [(u.table.name, u.of) for u in units] == [("accounts", 1), ("payments", 1), ("small", 1)]
 
 
 def test_everything_besides_rows_is_carried_over(
