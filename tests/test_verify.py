@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from typing import Literal
 
 import psycopg
 import pytest
@@ -21,6 +22,7 @@ from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import Selection, VerifyOptions
+from rdsmigrate.verify import rowhash
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.pg
@@ -84,12 +86,17 @@ def _exec(cluster: LocalCluster, db: str, statement: str) -> None:
 
 
 def _verify(src: LocalCluster, src_db: str, tgt: LocalCluster, tgt_db: str,
-            chunk_rows: int = 100, jobs: int = 3, **selection: tuple[str, ...]) -> verify.VerifyReport:
+            chunk_rows: int = 100, jobs: int = 3, checksum: Literal["auto", "md5"] = "auto",
+            **selection: tuple[str, ...]) -> verify.VerifyReport:
     return verify.run(Endpoint.parse("source", src.dsn(src_db)),
                       Endpoint.parse("target", tgt.dsn(tgt_db)),
-                      VerifyOptions(jobs=jobs, chunk_rows=chunk_rows,
+                      VerifyOptions(jobs=jobs, chunk_rows=chunk_rows, checksum=checksum,
                                     selection=Selection(**selection)),
                       Reporter(quiet=True))
+
+
+def _fast(report: verify.VerifyReport) -> bool:
+    return (report.checksum, report.checksum_reason) == ("hash_record_extended", None)
 
 
 @pytest.fixture
@@ -110,6 +117,7 @@ def test_equal_awkward_values_compare_equal_whatever_the_servers_print(
 
     assert report.differences == []
     assert report.identical
+    assert _fast(report)
     assert {t.table: t.source_rows for t in report.tables} == {"public.awkward": 5,
                                                                "public.keyless": 5}
     assert next(t for t in report.tables if t.table == "public.awkward").chunks == 3
@@ -129,7 +137,14 @@ def test_equal_data_compares_equal_from_pg15_to_pg18(
 
     assert report.differences == []
     assert report.identical
+    assert _fast(report)
     assert report.rows == 1010
+
+    _exec(pg18_target, pg18_db, "UPDATE public.awkward SET ts = ts + interval '1 microsecond' WHERE id = 4")
+    changed = _verify(pg_source, source_db, pg18_target, pg18_db)
+    assert _fast(changed)
+    assert [(d.object, d.detail) for d in changed.differences] == [
+        ("public.awkward", "same count, contents differ")]
 
 
 @pytest.mark.parametrize(
@@ -199,6 +214,144 @@ def test_identical_numbered_tables_are_chunked_and_equal(
     assert report.identical and report.differences == []
     [table] = report.tables
     assert (table.chunks, table.source_rows, table.target_rows) == (10, 1000, 1000)
+
+
+# A column for each way a value enters the fast row hash: as itself (typed) or as its text.
+KINDS = """
+CREATE TYPE mood AS ENUM ('calm', 'busy');
+CREATE DOMAIN code AS varchar(8);
+CREATE TABLE kinds (
+    id int PRIMARY KEY, n numeric, f float8, jb jsonb, j json, mood mood, ch char(4), u uuid,
+    ts timestamptz, lts timestamp, d date, tm time, b bytea, t text, c code, i2 int2, i8 int8,
+    flag bool, arr int4[], iv interval);
+INSERT INTO kinds VALUES
+  (1, 1.0, 0, '{"a": 1.0}', '{"a": 1.0}', 'calm', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+   '2024-03-10 12:00:00.000001+00', '2024-03-10 12:00:00', '2024-02-29', '23:59:59', '\\x00ff',
+   '', 'x1', 7, 70, true, '{1,2}', '1 day'),
+  (2, 2.5, 1.5, '{"a": [1, 2]}', '[]', 'busy', 'cd', 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+   'infinity', '1999-12-31 23:59:59.999999', '2000-01-01', '00:00:00', '', 'Grüße', 'x2', -8, 80,
+   false, '{}', '-1 mons');
+"""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE kinds SET n = 1.00 WHERE id = 1",
+        "UPDATE kinds SET f = '-0' WHERE id = 1",
+        """UPDATE kinds SET jb = '{"a": 1.00}' WHERE id = 1""",
+        """UPDATE kinds SET j = '{"a":1.0}' WHERE id = 1""",
+        "UPDATE kinds SET mood = 'busy' WHERE id = 1",
+        "UPDATE kinds SET ch = 'ac' WHERE id = 1",
+        "UPDATE kinds SET u = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12' WHERE id = 1",
+        "UPDATE kinds SET ts = ts + interval '1 microsecond' WHERE id = 1",
+        "UPDATE kinds SET lts = lts - interval '1 microsecond' WHERE id = 2",
+        "UPDATE kinds SET d = d + 1 WHERE id = 1",
+        "UPDATE kinds SET tm = '23:59:58.999999' WHERE id = 1",
+        "UPDATE kinds SET b = '\\x00fe' WHERE id = 1",
+        "UPDATE kinds SET t = NULL WHERE id = 1",
+        "UPDATE kinds SET t = 'grüße' WHERE id = 2",
+        "UPDATE kinds SET c = 'X1' WHERE id = 1",
+        "UPDATE kinds SET i2 = 8 WHERE id = 2",
+        "UPDATE kinds SET flag = NOT flag WHERE id = 1",
+        "UPDATE kinds SET arr = '{1,3}' WHERE id = 1",
+        # Equal as intervals (and so equal in interval's own hash), different as data.
+        "UPDATE kinds SET iv = '24 hours' WHERE id = 1",
+        # Each row changes, each column keeps its values: a sum of per-value hashes would not see it.
+        "UPDATE kinds SET i8 = 150 - i8",
+        "UPDATE kinds SET t = CASE id WHEN 1 THEN 'Grüße' ELSE '' END",
+    ],
+    ids=["numeric-scale", "float-minus-zero", "jsonb-number", "json-text", "enum", "bpchar",
+         "uuid", "timestamptz-microsecond", "timestamp-microsecond", "date", "time", "bytea-byte",
+         "null-not-empty", "text-case", "domain", "int2", "bool", "array", "interval-text",
+         "int8-swapped-between-rows", "text-swapped-between-rows"],
+)
+def test_the_fast_checksum_finds_each_kind_of_changed_value(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, change: str
+) -> None:
+    _load(pg_source, source_db, KINDS)
+    _load(pg_target, target_db, KINDS)
+    same = _verify(pg_source, source_db, pg_target, target_db)
+    assert same.identical and _fast(same), same.differences
+
+    _exec(pg_target, target_db, change)
+    report = _verify(pg_source, source_db, pg_target, target_db)
+
+    assert _fast(report)
+    assert [(d.kind, d.object, d.range, d.source_rows, d.target_rows) for d in report.differences] == [
+        ("rows", "public.kinds", "whole table", 2, 2)]
+
+
+def test_case_under_a_nondeterministic_collation_is_a_difference(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+) -> None:
+    """Hashed under its own collation, 'Alpha' and 'alpha' would be equal: the ICU sort key."""
+    collation = ("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', "
+                 "deterministic = false);")
+    try:
+        _load(pg_source, source_db, collation)
+        _load(pg_target, target_db, collation)
+    except psycopg.Error as exc:
+        pytest.skip(f"no ICU collations here: {exc}")
+    script = ("CREATE DOMAIN ci_code AS varchar(8) COLLATE ci;"
+              "CREATE TABLE people (id int PRIMARY KEY, name text COLLATE ci, code ci_code);"
+              "INSERT INTO people VALUES (1, 'Alpha', 'ab'), (2, 'Beta', 'cd');")
+    _load(pg_source, source_db, script)
+    _load(pg_target, target_db, script)
+    same = _verify(pg_source, source_db, pg_target, target_db)
+    assert same.identical and _fast(same), same.differences
+
+    for change in ("UPDATE people SET name = 'alpha' WHERE id = 1",
+                   "UPDATE people SET name = 'Alpha', code = 'CD' WHERE id = 2"):
+        _exec(pg_target, target_db, change)
+        report = _verify(pg_source, source_db, pg_target, target_db)
+        assert _fast(report)
+        assert [d.object for d in report.differences] == ["public.people"], change
+
+
+def test_same_values_in_related_types_compare_equal(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+) -> None:
+    """int4 against int8, text against varchar or a domain over text: hashed by their text where
+    the types differ, so equal values still compare equal, and a changed one still differs."""
+    rows = "INSERT INTO widened SELECT g, g * 1000, 's' || g, 'n' || g FROM generate_series(1, 30) g;"
+    _load(pg_source, source_db, "CREATE DOMAIN name_t AS text;"
+          "CREATE TABLE widened (id int PRIMARY KEY, n int4, s text, nm name_t);" + rows)
+    _load(pg_target, target_db,
+          "CREATE TABLE widened (id int8 PRIMARY KEY, n int8, s varchar(20), nm text);" + rows)
+
+    report = _verify(pg_source, source_db, pg_target, target_db, chunk_rows=10)
+    assert report.identical and _fast(report), report.differences
+
+    _exec(pg_target, target_db, "UPDATE widened SET nm = 'changed' WHERE id = 15")
+    [difference] = _verify(pg_source, source_db, pg_target, target_db, chunk_rows=10).differences
+    assert (difference.object, difference.range) == ("public.widened", "id >= 11 and < 21")
+
+
+def test_servers_that_hash_the_probe_row_differently_fall_back_to_md5(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_probe = rowhash.probe
+
+    def other_byte_order(conn: psycopg.Connection[tuple], *, to_utf8: bool) -> str:  # type: ignore[type-arg]
+        """The target answers as a server of the other byte order would: not the same number."""
+        answer = real_probe(conn, to_utf8=to_utf8)
+        return answer if conn.info.port == pg_source.port else str(int(answer) ^ 1)
+
+    monkeypatch.setattr(rowhash, "probe", other_byte_order)
+    _load(pg_source, source_db, KINDS)
+    _load(pg_target, target_db, KINDS)
+
+    same = _verify(pg_source, source_db, pg_target, target_db)
+    assert same.identical, same.differences
+    assert same.checksum == "md5"
+    assert "hash the same probe row differently" in (same.checksum_reason or "")
+
+    _exec(pg_target, target_db, "UPDATE kinds SET i8 = 150 - i8")
+    changed = _verify(pg_source, source_db, pg_target, target_db)
+    assert changed.checksum == "md5"
+    assert [(d.object, d.range) for d in changed.differences] == [("public.kinds", "whole table")]
 
 
 def test_text_uuid_composite_keys_locate_the_range_and_keyless_is_compared_whole(
@@ -288,18 +441,21 @@ def test_column_order_and_dropped_columns_do_not_make_equal_rows_differ(
     assert (difference.object, difference.range) == ("public.reordered", "id >= 21 and < 41")
 
 
+@pytest.mark.parametrize("checksum", ["auto", "md5"])
 def test_a_column_named_t_does_not_stand_for_the_row(
-    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    checksum: Literal["auto", "md5"],
 ) -> None:
     """The chunk queries alias the table as t; a column of that name must not hide the others."""
     script = ("CREATE TABLE tee (id int PRIMARY KEY, t text, v int);"
               "INSERT INTO tee SELECT g, 'same', g FROM generate_series(1, 20) g;")
     _load(pg_source, source_db, script)
     _load(pg_target, target_db, script)
-    assert _verify(pg_source, source_db, pg_target, target_db).identical
+    assert _verify(pg_source, source_db, pg_target, target_db, checksum=checksum).identical
 
     _exec(pg_target, target_db, "UPDATE tee SET v = 0 WHERE id = 5")
-    report = _verify(pg_source, source_db, pg_target, target_db)
+    report = _verify(pg_source, source_db, pg_target, target_db, checksum=checksum)
+    assert report.checksum == ("md5" if checksum == "md5" else "hash_record_extended")
     assert [(d.object, d.range) for d in report.differences] == [("public.tee", "whole table")]
 
 
@@ -315,7 +471,8 @@ def test_servers_with_different_encodings_compare_the_same_characters(
         _load(pg_source, source_db, script)
         _load(pg_target, latin1, script)
 
-        assert _verify(pg_source, source_db, pg_target, latin1).identical
+        same = _verify(pg_source, source_db, pg_target, latin1)
+        assert same.identical and _fast(same), same.differences
 
         _exec(pg_target, latin1, "UPDATE names SET name = 'Muller' WHERE id = 1")
         assert not _verify(pg_source, source_db, pg_target, latin1).identical
@@ -366,6 +523,33 @@ def test_cli_exit_codes_json_and_no_password(
         for stream in (run.stdout, run.stderr):
             assert pg_source.password not in stream
             assert pg_target.password not in stream
+
+
+def test_cli_checksum_md5_asked_for_in_the_environment(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
+) -> None:
+    _load(pg_source, source_db, NUMBERED)
+    _load(pg_target, target_db, NUMBERED)
+    args = ["verify", "-s", pg_source.url(source_db), "-t", pg_target.url(target_db), "--jobs", "2"]
+    runner = CliRunner()
+
+    fast = runner.invoke(app, [*args, "--json"])
+    assert fast.exit_code == 0, fast.output
+    assert json.loads(fast.stdout)["checksum"] == "hash_record_extended"
+
+    md5 = runner.invoke(app, [*args, "--json"], env={"RDSMIGRATE_VERIFY_CHECKSUM": "md5"})
+    assert md5.exit_code == 0, md5.output
+    result = json.loads(md5.stdout)
+    assert (result["identical"], result["checksum"]) == (True, "md5")
+    assert "asked for" in result["checksum_reason"]
+
+    human = runner.invoke(app, args, env={"RDSMIGRATE_VERIFY_CHECKSUM": "md5"})
+    assert "note: rows checksummed with md5: md5 was asked for" in human.output
+    assert "(checksum md5)" in human.output
+
+    wrong = runner.invoke(app, args, env={"RDSMIGRATE_VERIFY_CHECKSUM": "sha1"})
+    assert wrong.exit_code == 2
+    assert "--checksum" in wrong.stderr
 
 
 def test_cli_unreadable_table_is_a_user_error_naming_the_grant(

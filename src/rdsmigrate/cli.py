@@ -192,6 +192,10 @@ def verify(
     schema: SchemaOpt = None,
     exclude_table: ExcludeOpt = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per checksummed key range.")] = 100_000,
+    checksum: Annotated[str, typer.Option(
+        "--checksum", envvar="RDSMIGRATE_VERIFY_CHECKSUM", show_envvar=True,
+        help="auto: hash_record_extended when both servers agree on it, else md5; "
+             "md5: always the slower md5 of each row's text.")] = "auto",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -201,7 +205,8 @@ def verify(
     from rdsmigrate.errors import EXIT_DIFFERENCES
 
     src, tgt = _endpoints(source, target)
-    options = VerifyOptions(jobs=jobs, selection=_selection(schema, exclude_table), chunk_rows=chunk_rows)
+    options = VerifyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
+                            chunk_rows=chunk_rows, checksum=checksum)  # type: ignore[arg-type]
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)
     emit(result, as_json, reporter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,3 +41,6 @@ class VerifyOptions(BaseModel):
     jobs: int = Field(default=4, ge=1, le=64)
     selection: Selection = Selection()
     chunk_rows: int = Field(default=100_000, ge=1)
+    checksum: Literal["auto", "md5"] = "auto"
+    """auto: ``hash_record_extended`` when both servers agree on it, else md5 (see
+    rdsmigrate.verify.rowhash); md5: always the slower md5 of each row's text."""

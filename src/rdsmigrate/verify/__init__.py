@@ -1,15 +1,17 @@
 """``rdsmigrate verify``: prove that source and target hold the same rows, without moving them.
 
 Both servers compute, in parallel, a row count and a checksum for each key-range chunk of every
-table (see :mod:`rdsmigrate.verify.chunks`); only those pairs of numbers cross the network, and a
-difference is located to the chunk's key range. Tables missing on either side, sequences and large
-objects are compared too. Each side reads one snapshot, with its text output pinned, so equal data
-compares equal even across major versions.
+table (see :mod:`rdsmigrate.verify.chunks`, and :mod:`rdsmigrate.verify.rowhash` for the row hash
+it sums: ``hash_record_extended`` when both servers provably agree on it, else md5); only those
+pairs of numbers cross the network, and a difference is located to the chunk's key range. Tables
+missing on either side, sequences and large objects are compared too. Each side reads one
+snapshot, with its text output pinned, so equal data compares equal even across major versions.
 
 What it guarantees: equal counts and equal sums of 64-bit row hashes in every chunk, which for
-different data would take an md5 collision or a sum of them cancelling out (odds of about 2^-64
-per chunk). What it does not compare: indexes, constraints, grants, comments, or rows of views
-and materialized views (derived data: equal tables give equal views once refreshed).
+different data would take a collision of row hashes or a sum of them cancelling out (odds of about
+2^-64 per chunk). The report says which row hash was used and, for md5, why. What it does not
+compare: indexes, constraints, grants, comments, or rows of views and materialized views (derived
+data: equal tables give equal views once refreshed).
 
 When a text or composite key sorts differently on the two servers (another collation or glibc
 version), the source's boundaries are out of order on the target and its chunks overlap or leave
@@ -17,10 +19,12 @@ gaps there, so chunks differ although the rows do not. A table whose sampled-key
 therefore checksummed once more as a whole on both sides: if that agrees, the rows are the same and
 the report carries a note instead of a difference.
 
-Measured on a 2-core machine running both servers (PostgreSQL 15, 4 M rows, 491 MB of heap):
-70 MB/s of source data with ``--jobs 2`` and the default 100,000-row chunks; 46 MB/s with one job,
-60 MB/s with four (the cores are shared), 48 MB/s with 20,000-row chunks. With the JIT on, 7%
-slower in that run and no faster in a repeat on a busier machine: it buys nothing here.
+Measured with the md5 row hash on a 2-core machine running both servers (PostgreSQL 15, 4 M
+rows, 491 MB of heap): 70 MB/s of source data with ``--jobs 2`` and the default 100,000-row
+chunks; 46 MB/s with one job, 60 MB/s with four (the cores are shared), 48 MB/s with 20,000-row
+chunks. With the JIT on, 7% slower in that run and no faster in a repeat on a busier machine: it
+buys nothing here. The throughput with ``hash_record_extended`` has not been benchmarked yet; its
+queries take a third to a quarter of md5's server CPU (see rowhash).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.progress import Reporter, Task
 from rdsmigrate.settings import VerifyOptions
-from rdsmigrate.verify import objects
+from rdsmigrate.verify import objects, rowhash
 from rdsmigrate.verify.chunks import Chunk, checksum_query, plan, run_checksum
 from rdsmigrate.verify.report import (
     Difference,
@@ -73,11 +77,12 @@ def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
             sequences, seq_diffs = objects.compare_sequences(
                 objects.sequence_states(src.conn, sel.schemas),
                 objects.sequence_states(tgt.conn, sel.schemas))
+        checksum = rowhash.choose(src, tgt, options.checksum)
         pairs = [(src_tables[n], tgt_tables[n]) for n in src_tables.keys() & tgt_tables.keys()]
         # Largest first, so the long tables start while small ones fill the gaps.
         pairs.sort(key=lambda p: (-p[0].bytes, p[0].qualified))
         differences.extend(d for s, t in pairs for d in _column_differences(s, t))
-        comparisons = _compare_tables(src, tgt, pairs, options.chunk_rows, reporter)
+        comparisons = _compare_tables(src, tgt, pairs, checksum, options.chunk_rows, reporter)
         lo_result, lo_diffs = objects.compare_large_objects(lo_src.result(), lo_tgt.result())
     tables = sorted((c.result() for c in comparisons), key=lambda r: r.table)
     differences.extend(d for c in comparisons for d in c.differences())
@@ -87,7 +92,8 @@ def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
     return VerifyReport(
         identical=not differences, source=source.describe(), target=target.describe(),
         tables=tables, sequences=sequences, large_objects=lo_result, differences=differences,
-        notes=notes, rows=sum(r.source_rows for r in tables), bytes=sum(r.bytes for r in tables),
+        notes=notes, checksum=checksum.method, checksum_reason=checksum.reason,
+        rows=sum(r.source_rows for r in tables), bytes=sum(r.bytes for r in tables),
         seconds=round(time.monotonic() - started, 3),
     )
 
@@ -125,9 +131,8 @@ class _Comparison:
     """One table's chunks and the sums both sides computed for them."""
 
     source: catalog.Table
-    columns: list[str] | None
-    """Hashed on both sides: None for the whole row when both sides have the same columns in the
-    same order, else the source's columns that the target has too, in the source's order."""
+    row_hash: sql.Composable
+    """The same expression on both sides, over the columns both have (see rowhash)."""
     chunks: list[Chunk]
     src: list[Sums | None]
     tgt: list[Sums | None]
@@ -182,11 +187,11 @@ class _Comparison:
 
 
 def _compare_tables(src: Side, tgt: Side, pairs: list[tuple[catalog.Table, catalog.Table]],
-                    chunk_rows: int, reporter: Reporter) -> list[_Comparison]:
+                    checksum: rowhash.Checksum, chunk_rows: int,
+                    reporter: Reporter) -> list[_Comparison]:
     """Plan every table on the source's workers, then checksum every chunk on both sides."""
     if not pairs:
         return []
-    to_utf8 = src.encoding != tgt.encoding
     plans = [src.submit(_planner(s, chunk_rows), s.qualified) for s, _ in pairs]
     comparisons: list[_Comparison] = []
     futures: list[Future[None]] = []
@@ -195,37 +200,30 @@ def _compare_tables(src: Side, tgt: Side, pairs: list[tuple[catalog.Table, catal
         for (s, t), planned in zip(pairs, plans, strict=True):
             chunks = planned.result()
             n = len(chunks)
-            cmp = _Comparison(s, _hashed_columns(s, t), chunks, [None] * n, [None] * n, 2 * n)
+            cmp = _Comparison(s, checksum.row_hash(s, t), chunks, [None] * n, [None] * n, 2 * n)
             comparisons.append(cmp)
             for i, chunk in enumerate(chunks):
-                query, params = checksum_query(s, cmp.columns, chunk, to_utf8=to_utf8)
+                query, params = checksum_query(s, cmp.row_hash, chunk)
                 for side, into in ((src, cmp.src), (tgt, cmp.tgt)):
                     job = _recorded(query, params, cmp, i, into, side is src, reporter, lock)
                     futures.append(side.submit(job, s.qualified))
         for fut in futures:
             fut.result()
-    _check_whole(src, tgt, [c for c in comparisons if c.needs_whole_check()], to_utf8)
+    _check_whole(src, tgt, [c for c in comparisons if c.needs_whole_check()])
     return comparisons
 
 
-def _check_whole(src: Side, tgt: Side, comparisons: list[_Comparison], to_utf8: bool) -> None:
+def _check_whole(src: Side, tgt: Side, comparisons: list[_Comparison]) -> None:
     """Checksum as a whole, on both sides, the tables whose sampled-key chunks differ."""
     whole = Chunk(None, None, "whole table")
     pending: list[tuple[_Comparison, Future[Sums], Future[Sums]]] = []
     for cmp in comparisons:
-        query, params = checksum_query(cmp.source, cmp.columns, whole, to_utf8=to_utf8)
+        query, params = checksum_query(cmp.source, cmp.row_hash, whole)
         job = _checksummer(query, params)
         name = cmp.source.qualified
         pending.append((cmp, src.submit(job, name), tgt.submit(job, name)))
     for cmp, on_src, on_tgt in pending:
         cmp.whole = (on_src.result(), on_tgt.result())
-
-
-def _hashed_columns(source: catalog.Table, target: catalog.Table) -> list[str] | None:
-    names = [c.name for c in source.columns]
-    if names == [c.name for c in target.columns]:
-        return None
-    return [n for n in names if n in _names(target)]
 
 
 def _planner(table: catalog.Table, chunk_rows: int) -> Callable[[psycopg.Connection[Any]], list[Chunk]]:

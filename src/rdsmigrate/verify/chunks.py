@@ -1,16 +1,10 @@
 """Key-range chunks of a table and the checksum each server computes over one chunk.
 
-A chunk's checksum is ``count(*)`` and the sum, as numeric, of the first 64 bits of the md5 of each
-row's text. A sum does not depend on the order rows are read in, so no server sorts anything, and
-unlike XOR it counts a duplicated row twice. md5 rather than ``hashtext``: its value is defined by
-an RFC, not by a server version or CPU, so a PostgreSQL 15 source and an 18 target agree.
-
-Rows are hashed as ``(t.*)::text`` (not ``t::text``, where a column named t would stand for the
-row) when both sides have the same columns in the same order (dropped columns do not print), else
-as ``ROW(c1, c2, ...)::text`` over the column names both sides share, in the source's order, so a
-table recreated with its columns in another order still compares by value. The whole-row form is
-measured 25% cheaper to print (0.51 s against 0.71 s per million six-column rows), and printing
-is most of a checksum's cost (1.06 s with the md5 and the sum).
+A chunk's checksum is ``count(*)`` and the sum, as numeric, of a 64-bit hash of each row. A sum
+does not depend on the order rows are read in, so no server sorts anything, and unlike XOR it
+counts a duplicated row twice. Which hash (``hash_record_extended`` over the row's values, or the
+md5 of its text when the servers cannot agree on the first) and what each kind of column compares
+by is decided once per run, in :mod:`rdsmigrate.verify.rowhash`; this module only sums it.
 
 Chunks partition each side's table: ranges are half-open and the first and last are open-ended,
 so rows the target holds outside the source's key range (beyond its max, or with a NULL key where
@@ -111,22 +105,16 @@ def _chunks_from_edges(key: str, edges: list[Bound], *, quote: bool) -> list[Chu
     return chunks
 
 
-def checksum_query(table: Table, columns: list[str] | None, chunk: Chunk,
-                   *, to_utf8: bool) -> tuple[sql.Composed, list[Any]]:
+def checksum_query(table: Table, row_hash: sql.Composable,
+                   chunk: Chunk) -> tuple[sql.Composed, list[Any]]:
     """``SELECT count, sum`` over one chunk; the same text on both sides but for the table.
 
-    ``columns`` None hashes the whole row, for tables whose columns match on both sides.
+    ``row_hash`` is an int8 expression over the row ``t``, from :mod:`rdsmigrate.verify.rowhash`.
     """
-    row_text: sql.Composable = sql.SQL("(t.*)::text") if columns is None else sql.SQL(
-        "ROW({})::text").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in columns))
-    if to_utf8:
-        # The servers' encodings differ: hash the same bytes on both sides.
-        row_text = sql.SQL("convert_to({}, 'UTF8')").format(row_text)
     where, params = _predicate(table.key, chunk)
     query = sql.SQL(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 16))::bit(64)::int8), 0)::text"
-        " FROM ONLY {t} AS t WHERE {where}"
-    ).format(row=row_text, t=table.ident, where=where)
+        "SELECT count(*), coalesce(sum({row_hash}), 0)::text FROM ONLY {t} AS t WHERE {where}"
+    ).format(row_hash=row_hash, t=table.ident, where=where)
     return query, params
 
 

@@ -65,6 +65,10 @@ class VerifyReport(BaseModel):
     large_objects: LargeObjectResult
     differences: list[Difference]
     notes: list[str]
+    checksum: str
+    """The row hash both servers summed: hash_record_extended, or md5 (slower, any servers)."""
+    checksum_reason: str | None = None
+    """Why md5, when it is md5."""
     rows: int
     bytes: int
     seconds: float
@@ -76,11 +80,14 @@ class VerifyReport(BaseModel):
 
         for note in self.notes:
             say(f"note: {note}")
+        if self.checksum_reason:
+            say(f"note: rows checksummed with {self.checksum}: {self.checksum_reason}")
         if self.identical:
             say(
                 f"verified identical: {_n(len(self.tables), 'table')}, {_n(self.rows, 'row')}, "
                 f"{_n(len(self.sequences), 'sequence')}, "
-                f"{_n(self.large_objects.source_count, 'large object')} in {self.seconds:.1f} s"
+                f"{_n(self.large_objects.source_count, 'large object')} in {self.seconds:.1f} s "
+                f"(checksum {self.checksum})"
             )
             return
         # One line per difference: readable in a terminal, in a CI log, and with grep.
@@ -101,7 +108,7 @@ class VerifyReport(BaseModel):
         say(
             f"DIFFERENCES: {len(self.differences)} in {_n(objects, 'object')} "
             f"({_n(len(self.tables), 'table')}, {self.rows:,} source rows compared "
-            f"in {self.seconds:.1f} s)"
+            f"in {self.seconds:.1f} s, checksum {self.checksum})"
         )
 
 

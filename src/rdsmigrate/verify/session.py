@@ -6,8 +6,9 @@ chunks across workers is checksummed as one consistent state even while the data
 Where exporting is refused (some managed read replicas), each worker reads its own snapshot and the
 report says so, because then only a quiescent database verifies cleanly.
 
-Text output is pinned identically on both sides, because the checksums hash each row's text: the
-same value must print the same on a PostgreSQL 15 source and an 18 target whatever their
+Text output is pinned identically on both sides, because the checksums hash the text of every
+value that is not hashed in its binary form (numeric, float, json, ... or the whole row under md5):
+the same value must print the same on a PostgreSQL 15 source and an 18 target whatever their
 ``postgresql.conf`` or RDS parameter group says.
 """
 
