@@ -354,6 +354,24 @@ def test_servers_that_hash_the_probe_row_differently_fall_back_to_md5(
     assert [(d.object, d.range) for d in changed.differences] == [("public.kinds", "whole table")]
 
 
+def test_a_probe_row_a_server_cannot_hash_falls_back_to_md5(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe's error is rolled back to its savepoint: the coordinator's transaction, whose
+    snapshot the workers import, stays alive, and the run goes on with md5."""
+    monkeypatch.setattr(rowhash, "_PROBE", (*rowhash._PROBE, ("not a date", "date", "date")))
+    _load(pg_source, source_db, NUMBERED)
+    _load(pg_target, target_db, NUMBERED)
+    _exec(pg_target, target_db, "UPDATE numbered SET price = 11.0 WHERE id = 10")
+
+    report = _verify(pg_source, source_db, pg_target, target_db)
+
+    assert report.checksum == "md5"
+    assert "could not hash the probe row" in (report.checksum_reason or "")
+    assert [(d.object, d.range) for d in report.differences] == [("public.numbered", "id < 101")]
+
+
 def test_text_uuid_composite_keys_locate_the_range_and_keyless_is_compared_whole(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str
 ) -> None:
