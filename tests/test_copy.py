@@ -11,9 +11,9 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from rdsmigrate import copy
+from rdsmigrate.cli import app
 from rdsmigrate.copy import indexes as indexes_module
 from rdsmigrate.copy import plan as plan_module
-from rdsmigrate.cli import app
 from rdsmigrate.db.catalog import Table
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
@@ -71,10 +71,14 @@ def test_only_a_table_of_more_than_one_and_a_half_shares_is_split_and_whole_tabl
     monkeypatch.setattr(indexes_module, "SEPARATE_BUILDS_BYTES", 0)
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
         conn.execute("""
-            CREATE TABLE big (id int PRIMARY KEY, a text UNIQUE, b int, c text);
+            CREATE TABLE big (id int PRIMARY KEY, a text NOT NULL UNIQUE, b int, c text);
             INSERT INTO big SELECT g, md5(g::text), g % 97, repeat('x', 50) FROM generate_series(1, 20000) g;
             CREATE INDEX big_b ON big (b);
             CREATE INDEX big_c ON big (c, b);
+            ALTER TABLE big ADD CONSTRAINT big_bc UNIQUE (b, id) DEFERRABLE INITIALLY DEFERRED;
+            ALTER TABLE big ADD CONSTRAINT big_cov UNIQUE (a) INCLUDE (b);
+            ALTER TABLE big CLUSTER ON big_pkey;
+            ALTER TABLE big REPLICA IDENTITY USING INDEX big_a_key;
             CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big);
             INSERT INTO small SELECT g, g FROM generate_series(1, 3000) g;
             CREATE TABLE smaller (v text);
@@ -89,6 +93,17 @@ def test_only_a_table_of_more_than_one_and_a_half_shares_is_split_and_whole_tabl
     assert methods == {"public.big": "binary, 2 ranges by ctid", "public.small": "binary",
                        "public.smaller": "binary"}
     assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    # Keys built as unique indexes and attached: same names, kinds, deferral, clustering and
+    # replica identity as on the source; the INCLUDE one (not attachable) kept pg_dump's form.
+    keys = ("SELECT c.conname, c.contype, c.condeferrable, c.condeferred, i.indisclustered, "
+            "i.indisreplident, pg_get_indexdef(c.conindid) FROM pg_constraint c "
+            "JOIN pg_index i ON i.indexrelid = c.conindid WHERE c.conrelid = 'big'::regclass "
+            "ORDER BY 1")
+    indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'big' ORDER BY 1"
+    with psycopg.connect(pg_source.dsn(source_db)) as src, \
+            psycopg.connect(pg_target.dsn(target_db)) as tgt:
+        assert tgt.execute(keys).fetchall() == src.execute(keys).fetchall()
+        assert tgt.execute(indexes).fetchall() == src.execute(indexes).fetchall()
     with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_visibility")
         # Too small for autovacuum to have run: frozen pages come from COPY FREEZE alone.

@@ -17,7 +17,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,17 +139,38 @@ _TOC = re.compile(r"^\d+; \d+ \d+ (INDEX|CONSTRAINT) (\S+) (.+) (\S+)$")
 
 
 @dataclass(frozen=True)
+class KeyBuild:
+    """A primary key or unique constraint built in two steps instead of one ``ALTER TABLE``.
+
+    ``ALTER TABLE .. ADD PRIMARY KEY`` holds an ACCESS EXCLUSIVE lock for the whole index build,
+    so no other index of the table can build beside it (measured at scale 40: payments' primary
+    key, unique and plain index ran one after another, 1.3 s). ``CREATE UNIQUE INDEX`` takes a
+    lock that does not conflict with itself; ``ADD CONSTRAINT .. USING INDEX`` then only
+    attaches the finished index. The index is built under a temporary name, so a run interrupted
+    between the steps leaves an index that :attr:`drop` removes, never one that hides the
+    constraint's absence.
+    """
+
+    table: str
+    create: str
+    attach: list[str]
+    drop: str
+
+
+@dataclass(frozen=True)
 class PostData:
     """Post-data entries split by when they can run.
 
     ``per_table`` holds each table's own indexes and primary key/unique/check/exclusion
     constraints: they need only that table's rows, so they can be built while other tables are
     still loading. ``rest`` (foreign keys, triggers, partitioned-index attachments, policies...)
-    needs every table and runs last.
+    needs every table and runs last. ``key_builds`` offers the two-step form of the
+    ``per_table`` entries that are plain primary key or unique constraints, by TOC line.
     """
 
     per_table: dict[str, list[str]]
     rest: list[str]
+    key_builds: dict[str, KeyBuild] = field(default_factory=dict)
 
     def all_lines(self) -> list[str]:
         return [line for lines in self.per_table.values() for line in lines] + self.rest
@@ -168,8 +189,10 @@ def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any]
                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace"""
         ).fetchall()
     }
+    keys = _key_builds(source_conn)
     per_table: dict[str, list[str]] = {}
     rest: list[str] = []
+    key_builds: dict[str, KeyBuild] = {}
     for line in _restorable(archive, roles=roles):
         match = _TOC.match(line)
         table = None
@@ -179,11 +202,68 @@ def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any]
                 table = index_table.get((schema_name, tag[0]))
             elif kind == "CONSTRAINT" and len(tag) == 2:
                 table = f"{schema_name}.{tag[0]}"
+                if (build := keys.get((schema_name, tag[0], tag[1]))) is not None:
+                    key_builds[line] = build
         if table is None:
             rest.append(line)
         else:
             per_table.setdefault(table, []).append(line)
-    return PostData(per_table, rest)
+    return PostData(per_table, rest, key_builds)
+
+
+# The part of pg_get_indexdef() after the index and table names: "USING btree (id) WITH (...)".
+_INDEXDEF_TAIL = re.compile(r'^CREATE UNIQUE INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?'
+                            r'(?:"(?:[^"]|"")*"|[^" ]+)(?:\.(?:"(?:[^"]|"")*"|[^" ]+))? (USING .*)$')
+
+
+def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], KeyBuild]:
+    """Two-step builds for the primary key and unique constraints that allow one.
+
+    ``USING INDEX`` takes only a plain unique b-tree index: no expressions, no predicate, no
+    INCLUDE columns, no NULLS NOT DISTINCT. Any other constraint keeps pg_dump's own statement.
+    The index definition is read with an empty search_path, so every name in it is qualified.
+    """
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()
+    conn.execute("SELECT set_config('search_path', '', true)")
+    try:
+        rows = conn.execute(
+            """SELECT n.nspname, tc.relname, con.conname, con.oid, con.contype = 'p',
+                      con.condeferrable, con.condeferred, i.indisclustered, i.indisreplident,
+                      pg_get_indexdef(con.conindid)
+                 FROM pg_constraint con
+                 JOIN pg_index i ON i.indexrelid = con.conindid
+                 JOIN pg_class tc ON tc.oid = con.conrelid AND tc.relkind = 'r'
+                 JOIN pg_namespace n ON n.oid = tc.relnamespace
+                WHERE con.contype IN ('p', 'u') AND i.indnkeyatts = i.indnatts
+                  AND i.indexprs IS NULL AND i.indpred IS NULL
+                  AND NOT coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)"""
+        ).fetchall()
+    finally:
+        conn.execute("SELECT set_config('search_path', %s, true)", [saved[0] if saved else ""])
+    builds = {}
+    for nsp, rel, con, con_oid, primary, deferrable, deferred, clustered, replident, indexdef in rows:
+        match = _INDEXDEF_TAIL.match(indexdef)
+        if match is None:
+            continue
+        table = sql.Identifier(nsp, rel)
+        temp = f"rdsmigrate_key_{con_oid}"
+        kind = sql.SQL("PRIMARY KEY" if primary else "UNIQUE")
+        when = sql.SQL((" DEFERRABLE" if deferrable else "") + (" INITIALLY DEFERRED" if deferred else ""))
+        attach = [sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
+            table, sql.Identifier(con), kind, sql.Identifier(temp), when)]
+        if clustered:
+            attach.append(sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(table, sql.Identifier(con)))
+        if replident:
+            attach.append(sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(
+                table, sql.Identifier(con)))
+        builds[(nsp, rel, con)] = KeyBuild(
+            table=f"{nsp}.{rel}",
+            create=sql.SQL("CREATE UNIQUE INDEX {} ON ONLY {} {}").format(
+                sql.Identifier(temp), table, sql.SQL(match.group(1))).as_string(conn),
+            attach=[a.as_string(conn) for a in attach],
+            drop=sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(nsp, temp)).as_string(conn),
+        )
+    return builds
 
 
 def drop_existing(archive: SchemaArchive, target_conn: psycopg.Connection[Any]) -> int:

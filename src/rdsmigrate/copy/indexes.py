@@ -10,7 +10,9 @@ runs in the end anyway (triggers, policies) waits for the final pass.
 A small table's entries go to one ``pg_restore``: a process and a connection per index would cost
 more than the builds. A big table's entries each get their own, because ``pg_restore --jobs``
 never runs two entries of one table together while the server can: ``CREATE INDEX`` takes a
-lock that does not conflict with itself, so a big table's indexes build side by side.
+lock that does not conflict with itself, so a big table's indexes build side by side. Its primary
+key and unique constraints are built as unique indexes too, and attached (``ADD CONSTRAINT ..
+USING INDEX``) once the table's last build is done (see :class:`rdsmigrate.schema.KeyBuild`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
+import psycopg
+
 from rdsmigrate import schema
 from rdsmigrate.copy.state import CopyState
-from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.errors import UserError
 
 # Above this a table's index builds are long enough to be worth a pg_restore each.
 SEPARATE_BUILDS_BYTES = 64 * 1024 * 1024
@@ -34,7 +39,9 @@ class _Build:
     """Biggest table first, then queue order; the stop marks come last."""
     table: str = field(compare=False)
     lines: list[str] = field(compare=False)
+    """TOC entries for one ``pg_restore``; empty for a :class:`schema.KeyBuild`."""
     name: str = field(compare=False)
+    key: schema.KeyBuild | None = field(compare=False, default=None)
 
 
 _STOP = _Build((1, 0), "", [], "")
@@ -48,6 +55,8 @@ class IndexBuilder:
         self.built: set[str] = set()
         self.errors: list[Exception] = []
         self._pending: dict[str, int] = {}
+        self._attach: dict[str, list[str]] = {}
+        self._local = threading.local()
         self._lock = threading.Lock()
         # Longest builds first: a big table's index must not wait behind a smaller one's.
         self._queue: queue.PriorityQueue[_Build] = queue.PriorityQueue()
@@ -62,12 +71,17 @@ class IndexBuilder:
         if not lines:
             return
         stem = "indexes-" + "".join(c if c.isalnum() else "_" for c in table)
-        groups = ([[line] for line in lines] if table_bytes >= SEPARATE_BUILDS_BYTES
-                  else [lines])
+        if table_bytes < SEPARATE_BUILDS_BYTES:
+            builds = [_Build((-table_bytes, next(self._order)), table, lines, stem)]
+        else:
+            keys = [self.post.key_builds.get(line) for line in lines]
+            builds = [_Build((-table_bytes, next(self._order)), table, [] if key else [line],
+                             f"{stem}-{i}", key) for i, (line, key) in enumerate(zip(lines, keys, strict=True))]
+            self._attach[table] = [stmt for key in keys if key for stmt in key.attach]
         with self._lock:
-            self._pending[table] = len(groups)
-        for i, group in enumerate(groups):
-            self._queue.put(_Build((-table_bytes, next(self._order)), table, group, f"{stem}-{i}"))
+            self._pending[table] = len(builds)
+        for build in builds:
+            self._queue.put(build)
 
     def finish(self) -> None:
         """Wait for every build queued so far; the final pass does what is left."""
@@ -93,19 +107,49 @@ class IndexBuilder:
             thread.join(timeout=timeout)
 
     def _work(self) -> None:
-        while (build := self._queue.get()) is not _STOP:
-            if self.errors:
-                continue
-            try:
-                schema.restore_lines(self.archive, self.target, build.lines, self.workdir,
-                                     build.name, section="post-data", roles=self.roles)
-            except Exception as exc:  # raised by the main thread after the data phase
-                self.errors.append(exc)
-                continue
-            with self._lock:
-                self._pending[build.table] -= 1
-                done = self._pending[build.table] == 0
-                if done:
-                    # Recorded once the whole table is built, so --resume never skips a part.
-                    self.built.add(build.table)
-                    self.state.record("indexes", table=build.table)
+        try:
+            while (build := self._queue.get()) is not _STOP:
+                if self.errors:
+                    continue
+                try:
+                    self._build(build)
+                except Exception as exc:  # raised by the main thread after the data phase
+                    self.errors.append(exc)
+        finally:
+            if (conn := getattr(self._local, "conn", None)) is not None:
+                conn.close()
+
+    def _build(self, build: _Build) -> None:
+        if build.key is not None:
+            self._execute([build.key.create])
+        else:
+            schema.restore_lines(self.archive, self.target, build.lines, self.workdir,
+                                 build.name, section="post-data", roles=self.roles)
+        with self._lock:
+            self._pending[build.table] -= 1
+            if self._pending[build.table] > 0:
+                return
+        # The table's last build: no other holds a lock on it, so attaching waits for nothing.
+        self._execute(self._attach.get(build.table, []))
+        with self._lock:
+            # Recorded once the whole table is built, so --resume never skips a part.
+            self.built.add(build.table)
+            self.state.record("indexes", table=build.table)
+
+    def _execute(self, statements: list[str]) -> None:
+        """Run ``statements`` in one transaction on this thread's own target session."""
+        if not statements:
+            return
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.target, autocommit=True)
+            # As pg_restore does: a server-wide timeout must not abort a long index build.
+            conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")
+        try:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement.encode())
+        except psycopg.Error as exc:
+            raise UserError(f"building indexes on target {self.target.describe()} failed: "
+                            f"{self.target.redact(str(exc).strip())}. Fix the cause, then rerun "
+                            "with --resume") from exc

@@ -256,6 +256,13 @@ class _CopyJob:
         built = self.indexes.built | {e["table"] for e in self.state.events if e["event"] == "indexes"}
         lines = [line for table, entries in post.per_table.items() if table not in built
                  for line in entries] + post.rest
+        # A key index built by an interrupted run but never attached would be a stray duplicate
+        # of the constraint the final pass creates.
+        strays = [key.drop for key in post.key_builds.values() if key.table not in built]
+        if strays and self.options.resume:
+            with connect(self.target, autocommit=True) as conn:
+                for statement in strays:
+                    conn.execute(statement.encode())
         self.state.record("post-data-started")
         jobs = self.options.jobs
         with self.timed("indexes+constraints"), self.reporter.phase(
