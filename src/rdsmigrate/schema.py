@@ -99,8 +99,9 @@ def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
 
 def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], workdir: Path,
                   name: str, *, section: str, jobs: int = 1, roles: bool = False,
-                  tolerate_existing: bool = False) -> None:
-    """``pg_restore`` of exactly ``lines`` (TOC entries) of ``section`` into the target."""
+                  tolerate_existing: bool = False, settings: dict[str, str] | None = None) -> None:
+    """``pg_restore`` of exactly ``lines`` (TOC entries) of ``section`` into the target, with
+    ``settings`` for its sessions."""
     if not lines:
         return
     listing = workdir / f"{name}.list"
@@ -111,9 +112,13 @@ def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], wo
     if jobs > 1:
         args += ["--jobs", str(jobs)]
     args.append(str(archive.path))
+    env = target.client_env()
+    if settings:
+        env["PGOPTIONS"] = " ".join([env.get("PGOPTIONS", ""),
+                                     *(f"-c {k}={v}" for k, v in settings.items())]).strip()
     proc = subprocess.run(
         [archive.tools.path("pg_restore"), "--dbname", target.without_password(), *args],
-        env=target.client_env(), capture_output=True, text=True, check=False,
+        env=env, capture_output=True, text=True, check=False,
     )
     errors = [line for line in proc.stderr.splitlines()
               if "error:" in line and "errors ignored on restore" not in line]

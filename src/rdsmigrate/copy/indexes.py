@@ -1,10 +1,15 @@
 """Building each table's indexes as soon as its rows are in, while other tables still load.
 
 The raw sequence (all rows, then all indexes) leaves a core idle whenever the last big table is
-loading alone, and index builds are about 40 % of a copy. Up to ``jobs`` builds run at once: one
-finished table's indexes and key constraints must not wait for another's (measured at scale 40:
-with one builder, the big table's primary key waited 1.3 s behind the other table's three
-indexes once both tables' rows were in). Everything that needs several tables (foreign keys) or
+loading alone, and index builds are about 40 % of a copy. But while rows still load, the builds
+must not take the cores from the copy: the biggest table's rows, then its indexes, are the
+copy's critical path. So during the data phase one build runs at a time, in one process
+(``max_parallel_maintenance_workers = 0``): at scale 120, three parallel builds of the finished
+``payments`` table (nine processes) stretched the loading of ``pgbench_accounts`` from about 15 s
+to 25 s. Once every row is in (:meth:`IndexBuilder.rows_done`), up to two builds per job run at
+once with the server's parallel workers: one finished table's indexes and key constraints must
+not wait for another's (at scale 40, with one builder, the big table's primary key waited 1.3 s
+behind the other table's three indexes). Everything that needs several tables (foreign keys) or
 runs in the end anyway (triggers, policies) waits for the final pass.
 
 A small table's entries go to one ``pg_restore``: a process and a connection per index would cost
@@ -61,6 +66,9 @@ class IndexBuilder:
         # Longest builds first: a big table's index must not wait behind a smaller one's.
         self._queue: queue.PriorityQueue[_Build] = queue.PriorityQueue()
         self._order = itertools.count()
+        self._slots = threading.Condition()
+        self._running = 0
+        self._limit = 1
         self._threads = [threading.Thread(target=self._work, name=f"rdsmigrate-indexes-{i}",
                                           daemon=True) for i in range(max(1, 2 * jobs))]
         for thread in self._threads:
@@ -83,6 +91,12 @@ class IndexBuilder:
         for build in builds:
             self._queue.put(build)
 
+    def rows_done(self) -> None:
+        """Every row is in: the builds may now take every core."""
+        with self._slots:
+            self._limit = len(self._threads)
+            self._slots.notify_all()
+
     def finish(self) -> None:
         """Wait for every build queued so far; the final pass does what is left."""
         self._close()
@@ -101,6 +115,7 @@ class IndexBuilder:
         self._close(timeout=30)
 
     def _close(self, timeout: float | None = None) -> None:
+        self.rows_done()
         for _ in self._threads:
             self._queue.put(_STOP)
         for thread in self._threads:
@@ -108,23 +123,35 @@ class IndexBuilder:
 
     def _work(self) -> None:
         try:
-            while (build := self._queue.get()) is not _STOP:
-                if self.errors:
-                    continue
+            while True:
+                with self._slots:
+                    self._slots.wait_for(lambda: self._running < self._limit)
+                    self._running += 1
                 try:
-                    self._build(build)
+                    build = self._queue.get()
+                    if build is _STOP:
+                        return
+                    if not self.errors:
+                        self._build(build, alone=self._limit == 1)
                 except Exception as exc:  # raised by the main thread after the data phase
                     self.errors.append(exc)
+                finally:
+                    with self._slots:
+                        self._running -= 1
+                        self._slots.notify_all()
         finally:
             if (conn := getattr(self._local, "conn", None)) is not None:
                 conn.close()
 
-    def _build(self, build: _Build) -> None:
+    def _build(self, build: _Build, *, alone: bool) -> None:
+        # alone: rows still load, so the build stays in one process (see the module docstring).
+        settings = {"max_parallel_maintenance_workers": "0"} if alone else {}
         if build.key is not None:
-            self._execute([build.key.create])
+            self._execute([build.key.create], settings)
         else:
             schema.restore_lines(self.archive, self.target, build.lines, self.workdir,
-                                 build.name, section="post-data", roles=self.roles)
+                                 build.name, section="post-data", roles=self.roles,
+                                 settings=settings)
         with self._lock:
             self._pending[build.table] -= 1
             if self._pending[build.table] > 0:
@@ -136,7 +163,7 @@ class IndexBuilder:
             self.built.add(build.table)
             self.state.record("indexes", table=build.table)
 
-    def _execute(self, statements: list[str]) -> None:
+    def _execute(self, statements: list[str], settings: dict[str, str] | None = None) -> None:
         """Run ``statements`` in one transaction on this thread's own target session."""
         if not statements:
             return
@@ -147,6 +174,8 @@ class IndexBuilder:
             conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")
         try:
             with conn.transaction():
+                for name, value in (settings or {}).items():
+                    conn.execute("SELECT set_config(%s, %s, true)", [name, value])
                 for statement in statements:
                     conn.execute(statement.encode())
         except psycopg.Error as exc:

@@ -80,6 +80,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
             raise
         pool.close()
         if job.indexes is not None:
+            job.indexes.rows_done()
             with job.timed("indexes+constraints"):
                 job.indexes.finish()
         job.sequences_and_large_objects(src_snap, tgt_admin)
