@@ -26,6 +26,7 @@ from rdsmigrate.cli import app
 from rdsmigrate.localpg import LocalCluster
 from tests.conftest import create_database, drop_database
 from tests.dbcheck import assert_same
+from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
 
@@ -367,6 +368,82 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     _nothing_left(pg_source, source_db, pg_target, target_db)
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
         src.execute("INSERT INTO t VALUES (104, 'writable after abort')")
+
+
+def _frozen(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+        " WHERE d.datname = %s AND s.setrole = 0"
+        " AND 'default_transaction_read_only=on' = ANY(s.setconfig))", [dbname]).fetchone()
+    return bool(row and row[0])
+
+
+def test_target_unreachable_in_the_middle_of_cutover_leaves_the_source_writable_and_replicating(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    """The tool reaches the target through a proxy that is cut right after the freeze; the
+    target server itself, and so its subscription, keeps running."""
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                     "CREATE SEQUENCE s; SELECT nextval('s');"
+                     "INSERT INTO t SELECT g, g::text FROM generate_series(1, 100) g")
+    state = tmp_path / "state"
+    with TcpProxy(pg_target.port) as proxy:
+        target_url = pg_target.url(target_db).replace(f":{pg_target.port}/", f":{proxy.port}/")
+        args = ["--source", pg_source.url(source_db), "--target", target_url,
+                "--state-dir", str(state)]
+        synced = _cli("sync", *args)
+        assert synced.exit_code == 0, synced.output
+
+        cut = threading.Event()
+        with psycopg.connect(pg_target.dsn(target_db)) as blocker:
+            # Apply waits behind this lock, so the cutover is still waiting for the target when
+            # the proxy goes down; released once it is down, so the wait itself ends.
+            blocker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+            with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+                src.execute("INSERT INTO t VALUES (101, 'written before the cutover')")
+
+            def cut_after_freeze() -> None:
+                # The freeze ends the sessions of every application, this watcher's included.
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    try:
+                        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as watch:
+                            while not _frozen(watch, source_db) and time.monotonic() < deadline:
+                                time.sleep(0.01)
+                        break
+                    except psycopg.OperationalError:
+                        continue
+                proxy.cut()
+                cut.set()
+                blocker.rollback()
+
+            watcher = threading.Thread(target=cut_after_freeze, daemon=True)
+            watcher.start()
+            failed = _cli("cutover", *args, "--timeout", "30")
+            watcher.join(timeout=35)
+        assert cut.is_set()
+        assert failed.exit_code == 2, failed.output
+        assert "cutover failed" in failed.stderr and "unfrozen" in failed.stderr
+        assert "still running" in failed.stderr
+        assert pg_target.password not in failed.output + failed.stderr
+        # The application writes to the source again; the target still follows it.
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
+            assert not _frozen(src, source_db)
+            src.execute("INSERT INTO t VALUES (102, 'the source takes writes again')")
+        deadline = time.monotonic() + 30
+        with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as tgt:
+            while tgt.execute("SELECT count(*) FROM t").fetchone() != (102,):
+                assert time.monotonic() < deadline, "replication did not keep running"
+                time.sleep(0.1)
+        proxy.restore()
+        status = json.loads(_cli("status", *args, "--json").stdout)
+        assert status["worker_running"] and status["slot_active"] and not status["frozen"]
+        # With the target reachable again, the same cutover goes through.
+        done = _cli("cutover", *args, "--json")
+        assert done.exit_code == 0, done.output
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
 
 
 def test_tables_without_replica_identity_are_refused_unless_consented_then_verified_in_full(
