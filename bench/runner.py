@@ -3,8 +3,9 @@
 Turns (A B C A B C ...) rather than blocks (A A A B B B) so that whatever drifts during the
 benchmark (page cache, the machine's other load) is spread over every contender alike. Before
 each run, outside the timing: the run's target database is dropped and recreated and both
-clusters take a CHECKPOINT, so no run pays for the dirty pages of the one before. After each run,
-outside the timing: the independent check (``bench.check``); a run that fails it, or whose
+clusters take a CHECKPOINT, so no run pays for the dirty pages of the one before. Before the
+first round, one untimed warm-up copy (``_warm_up``) lets the clusters create their WAL segments.
+After each run, outside the timing: the independent check (``bench.check``); a run that fails it, or whose
 program fails or times out, is reported as failed and left out of every figure.
 
 Each contender writes its own target database (``t_<key>``), so ``rdsmigrate verify`` can read
@@ -28,7 +29,14 @@ from typing import Any
 from rich.console import Console
 
 from bench import check, dataset, report
-from bench.contenders import JOBS, Contender, Context, all_contenders, pgcopydb_version
+from bench.contenders import (
+    JOBS,
+    Contender,
+    Context,
+    all_contenders,
+    pgcopydb_version,
+    run_raw_limit,
+)
 from bench.measure import Processes, RunFailed, measured
 from rdsmigrate.localpg import LocalCluster, find_bindir
 
@@ -125,10 +133,31 @@ def prepared(scale: int, payments_rows: int | None, console: Console) -> Iterato
                     "effective": dataset.settings_of(source)}
         if settings["effective"] != dataset.settings_of(target):
             raise RuntimeError("the two clusters' settings differ")
+        _warm_up(source, target, workroot)
         yield Prepared(source, target, inventory, size, rows, settings, workroot, started)
     finally:
         dataset.stop_all(clusters)
         shutil.rmtree(workroot, ignore_errors=True)
+
+
+def _warm_up(source: LocalCluster, target: LocalCluster, workroot: Path) -> None:
+    """One untimed copy by the raw limit into a throwaway database, then dropped.
+
+    A fresh cluster creates (and zero-fills) a new WAL segment for every 16 MB written until it
+    can recycle old ones: the first contender of round 1 paid about 5 s more server CPU than the
+    same contender in later rounds, whichever it was. After this run every timed run recycles.
+    """
+    warm = "t_warmup"
+    dataset.recreate(target, warm)
+    workdir = Path(tempfile.mkdtemp(prefix="warmup-", dir=workroot))
+    procs = Processes(dataset.tool_env(source), time.monotonic() + 1800)
+    try:
+        run_raw_limit(Context(source=source, target=target, target_db=warm, workdir=workdir),
+                      procs)
+    finally:
+        procs.kill_all()
+        dataset.drop(target, warm)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(options: Options, console: Console) -> dict[str, Any]:
