@@ -6,12 +6,14 @@ they would hit a user's terminal session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -68,6 +70,24 @@ def _wait_for(predicate: object, timeout: float = 60) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@contextlib.contextmanager
+def _last_table_held(cluster: LocalCluster, db: str) -> Iterator[None]:
+    """Lock the target's last table (units go biggest first, then by name: t4 is last) as soon
+    as the schema has created it, so the copy cannot finish before the test interrupts it
+    however fast the machine; released on the way out."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(cluster.dsn(db)) as conn:
+        while conn.execute("SELECT to_regclass('public.t4')").fetchone() == (None,):
+            conn.rollback()
+            assert time.monotonic() < deadline, "the copy never created its tables"
+            time.sleep(0.005)
+        conn.execute(f"LOCK TABLE t{TABLES - 1} IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
 def _slots(cluster: LocalCluster, db: str) -> list[str]:
     with psycopg.connect(cluster.dsn(db)) as conn:
         return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]
@@ -80,9 +100,10 @@ def test_sigkill_in_the_data_phase_then_resume_gives_identical_databases(
     state = tmp_path / "state"
     src, tgt = pg_source.url(source_db), pg_target.url(target_db)
     proc = _start_copy(src, tgt, state, tmp_path / "copy.log")
-    _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    with _last_table_held(pg_target, target_db):
+        _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
     done_before = _tables_done(state)
     assert 1 <= done_before < TABLES, "the kill must land in the middle of the data phase"
     # The killed copy's temporary slot went with its session: nothing holds WAL on the source.
@@ -111,9 +132,10 @@ def test_ctrl_c_stops_the_workers_and_says_what_state_the_target_is_in(
     log = tmp_path / "copy.log"
     proc = _start_copy(pg_source.url(source_db), pg_target.url(target_db), state, log)
     try:
-        _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        with _last_table_held(pg_target, target_db):
+            _wait_for(lambda: _tables_done(state) >= 1 or proc.poll() is not None)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGQUIT)  # the CLI prints every thread's stack on SIGQUIT
         time.sleep(2)
