@@ -51,6 +51,12 @@ def _tables_done(state_dir: Path) -> int:
     return sum(1 for e in _events(state_dir) if e["event"] == "table")
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # an inherited SIG_IGN: run from such a job, the copy would (rightly) not see Ctrl-C at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_copy(source: str, target: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     """Output goes to a file: a pipe nobody reads could fill up and stall the copy."""
     with log.open("wb") as out:
@@ -58,6 +64,7 @@ def _start_copy(source: str, target: str, state_dir: Path, log: Path) -> subproc
             [*CLI, "copy", "-s", source, "-t", target, "--jobs", "1", "--split-mb", "10",
              "--state-dir", str(state_dir)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_default_sigint,
         )
 
 
