@@ -176,7 +176,8 @@ def copy(
     src, tgt = _endpoints(source, target)
     options = CopyOptions(
         jobs=jobs, selection=_selection(schema, exclude_table), resume=resume, replace=replace,
-        roles=roles, report_path=report, state_dir=state_dir, split_bytes=None if split_mb is None else split_mb * 1024 * 1024,
+        roles=roles, report_path=report, state_dir=state_dir,
+        split_bytes=None if split_mb is None else split_mb * 1024 * 1024,
     )
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)

@@ -1,7 +1,7 @@
-"""Dividing the copy into units of work: largest first, big tables split into ranges.
+"""Dividing the copy into units of work: biggest table first, only the biggest split into ranges.
 
-A table bigger than one worker's share of the whole copy is cut into ranges so that several
-workers can share it: ``ctid`` page ranges (a TID range scan each, PostgreSQL 14 and newer), else
+A table too big for one worker (see below) is cut into ranges so that several workers can
+share it: ``ctid`` page ranges (a TID range scan each, PostgreSQL 14 and newer), else
 integer-key ranges when the table has a single integer key (an index range scan each). The
 first and last range are open-ended, so rows beyond the sampled bounds are never lost, and every
 boundary belongs to exactly one range, so none is copied twice.
@@ -55,12 +55,13 @@ def plan(conn: psycopg.Connection[Any], tables: list[Table], *, jobs: int,
 
     ``split_bytes`` None splits only a table of more than :data:`SPLIT_ABOVE_SHARES` workers'
     shares of the total, into as many ranges as it holds shares (rounded up); a number splits
-    every table bigger than that into ranges of at most that size. Biggest first, so the longest index builds start early and the copy ends
-    on small tables whose indexes take no time.
+    every table bigger than that into ranges of at most that size. Biggest first, so the longest
+    index builds start early and the copy ends on small tables whose indexes take no time.
     """
     units: list[Unit] = []
     share = max(sum(t.bytes for t in tables) // max(jobs, 1), MIN_SPLIT_BYTES)
-    limit, above = (share, share * SPLIT_ABOVE_SHARES) if split_bytes is None else (split_bytes, split_bytes)
+    limit, above = ((share, share * SPLIT_ABOVE_SHARES) if split_bytes is None
+                    else (split_bytes, split_bytes))
     for table in tables:
         pieces = math.ceil(table.bytes / limit) if jobs > 1 and table.bytes > above else 1
         if pieces <= 1:
