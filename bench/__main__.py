@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--load-seconds", type=int, default=30,
                    help="with --online: seconds of pgbench load during which the lag is "
                         "sampled, before the cutover (default: %(default)s)")
+    p.add_argument("--durable", action="store_true",
+                   help="run both clusters with fsync, synchronous_commit and full_page_writes "
+                        "on, as a real server does (default: off, disposable clusters)")
     p.add_argument("--markdown", type=Path, default=None, metavar="RESULT_JSON",
                    help="print an earlier result as a Markdown table (for the README) and exit")
     p.add_argument("--out", type=Path, default=None,
@@ -77,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.online:
             result = online.run(online.OnlineOptions(
                 scale=args.scale, payments_rows=args.payments_rows,
-                load_seconds=args.load_seconds, timeout=args.timeout, notes=tuple(args.note)),
+                load_seconds=args.load_seconds, timeout=args.timeout, notes=tuple(args.note),
+                durable=args.durable),
                 console)
         else:
             result = runner.run(runner.Options(
                 scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
-                only=only, timeout=args.timeout, notes=tuple(args.note)), console)
+                only=only, timeout=args.timeout, notes=tuple(args.note),
+                durable=args.durable), console)
     except KeyboardInterrupt:
         console.print("interrupted: clusters stopped and removed")
         return 130

@@ -29,6 +29,13 @@ PAYMENTS_PER_SCALE = 50_000
 # None of the defaults need changing for a fair race: both clusters get the same ones. Kept as
 # a dict so a future tuning shows up in the report's settings list.
 EXTRA_SETTINGS: dict[str, str] = {}
+# --durable: what a real server runs with (the test clusters' defaults turn these off).
+DURABLE_SETTINGS: dict[str, str] = {"fsync": "on", "synchronous_commit": "on",
+                                    "full_page_writes": "on"}
+
+
+def extra_settings(durable: bool) -> dict[str, str]:
+    return {**EXTRA_SETTINGS, **(DURABLE_SETTINGS if durable else {})}
 REPORTED_SETTINGS = (
     "server_version", "shared_buffers", "maintenance_work_mem", "work_mem", "max_wal_size",
     "fsync", "synchronous_commit", "full_page_writes", "wal_level", "max_parallel_workers",
@@ -69,13 +76,13 @@ PAYMENTS_INDEXES = (
 )
 
 
-def start_clusters(bindir: Path) -> tuple[LocalCluster, LocalCluster]:
+def start_clusters(bindir: Path, durable: bool = False) -> tuple[LocalCluster, LocalCluster]:
     """Source and target, same settings and password; the caller stops them (``stop_all``)."""
     password = secrets.token_urlsafe(18)
     started: list[LocalCluster] = []
     try:
         for name in ("bench-src", "bench-tgt"):
-            cluster = LocalCluster(bindir=bindir, name=name, settings=dict(EXTRA_SETTINGS),
+            cluster = LocalCluster(bindir=bindir, name=name, settings=extra_settings(durable),
                                    password=password)
             started.append(cluster)
             cluster.start()
@@ -124,9 +131,9 @@ def settings_of(cluster: LocalCluster) -> dict[str, str]:
     return {str(k): str(v) for k, v in rows}
 
 
-def configured_settings() -> dict[str, str]:
+def configured_settings(durable: bool = False) -> dict[str, str]:
     """What both clusters' postgresql.auto.conf says, as the report prints it."""
-    return {k: v.strip("'") for k, v in {**DEFAULT_SETTINGS, **EXTRA_SETTINGS}.items()}
+    return {k: v.strip("'") for k, v in {**DEFAULT_SETTINGS, **extra_settings(durable)}.items()}
 
 
 def build(cluster: LocalCluster, scale: int, payments_rows: int) -> None:

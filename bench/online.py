@@ -38,7 +38,7 @@ from rich.table import Table
 from bench import check, dataset
 from bench.contenders import JOBS, Context, conninfo, post_data, pre_data, rdsmigrate_program, timed
 from bench.measure import Processes, RunFailed, measured
-from bench.runner import NOTES, Prepared, prepared
+from bench.runner import Prepared, prepared, settings_note
 
 SAMPLE_SECONDS = 0.2
 CUTOVER_MARGIN_S = 60
@@ -63,10 +63,11 @@ class OnlineOptions:
     load_seconds: int = 30
     timeout: float = 1800.0
     notes: tuple[str, ...] = ()
+    durable: bool = False
 
 
 def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
-    with prepared(options.scale, options.payments_rows, console) as ready:
+    with prepared(options.scale, options.payments_rows, console, options.durable) as ready:
         documented = _native(ready, options.timeout, schema_first=True)
         console.print(f"  native, schema first (documented): {documented['seconds']:.2f} s to "
                       "ready", markup=False)
@@ -125,7 +126,7 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
                       "section: the variant most favourable to it; sync's ratio to it is "
                       "ratio_to_native_indexes_after",
                       "lag is sampled with rdsmigrate status's own query every 200 ms over SQL",
-                      *NOTES[2:3]],
+                      settings_note(options.durable)],
         }
 
 

@@ -51,6 +51,12 @@ NOTES = [
     "the figures measure CPU and memory bandwidth, not disk flushes",
     "the raw limit copies rows only (no sequence values); the other contenders copy everything",
 ]
+DURABLE_NOTE = ("clusters run with fsync, synchronous_commit and full_page_writes on (--durable), "
+                "as a real server does: the figures include disk flushes")
+
+
+def settings_note(durable: bool) -> str:
+    return DURABLE_NOTE if durable else NOTES[2]
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class Options:
     """Seconds one run may take before it is killed and reported as failed."""
     notes: tuple[str, ...] = ()
     """The operator's words about this run's conditions, printed and kept with the figures."""
+    durable: bool = False
+    """fsync, synchronous_commit and full_page_writes on, instead of the disposable defaults."""
 
 
 def select(only: tuple[str, ...]) -> list[Contender]:
@@ -107,7 +115,8 @@ class Prepared:
 
 
 @contextlib.contextmanager
-def prepared(scale: int, payments_rows: int | None, console: Console) -> Iterator[Prepared]:
+def prepared(scale: int, payments_rows: int | None, console: Console,
+             durable: bool = False) -> Iterator[Prepared]:
     """Start both clusters and build the dataset; stop and remove everything on the way out,
     error and Ctrl-C included."""
     rows = payments_rows if payments_rows is not None else dataset.PAYMENTS_PER_SCALE * scale
@@ -116,7 +125,7 @@ def prepared(scale: int, payments_rows: int | None, console: Console) -> Iterato
     clusters: list[LocalCluster] = []
     started = datetime.now(UTC)
     try:
-        source, target = dataset.start_clusters(bindir)
+        source, target = dataset.start_clusters(bindir, durable)
         clusters = [source, target]
         console.print(f"clusters: PostgreSQL from {bindir}, source :{source.port}, "
                       f"target :{target.port}; building scale {scale} "
@@ -129,7 +138,7 @@ def prepared(scale: int, payments_rows: int | None, console: Console) -> Iterato
                       f"{len(inventory.rows)} tables, {inventory.indexes} indexes, "
                       f"{inventory.constraints} constraints (built in "
                       f"{time.monotonic() - t0:.0f} s)")
-        settings = {"configured": dataset.configured_settings(),
+        settings = {"configured": dataset.configured_settings(durable),
                     "effective": dataset.settings_of(source)}
         if settings["effective"] != dataset.settings_of(target):
             raise RuntimeError("the two clusters' settings differ")
@@ -162,7 +171,7 @@ def _warm_up(source: LocalCluster, target: LocalCluster, workroot: Path) -> None
 
 def run(options: Options, console: Console) -> dict[str, Any]:
     contenders = select(options.only)
-    with prepared(options.scale, options.payments_rows, console) as ready:
+    with prepared(options.scale, options.payments_rows, console, options.durable) as ready:
         source, target, inventory = ready.source, ready.target, ready.inventory
         runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
         for round_no in range(1, options.rounds + 1):
@@ -192,7 +201,7 @@ def run(options: Options, console: Console) -> dict[str, Any]:
                  "unavailable": c.unavailable, "runs": runs[c.key],
                  "summary": report.summarize(runs[c.key], ready.size)}
                 for c in contenders],
-            "notes": [*options.notes, *NOTES],
+            "notes": [*options.notes, *NOTES[:2], settings_note(options.durable), *NOTES[3:]],
         }
         report.add_ratios(result["contenders"])
         return result
