@@ -297,6 +297,15 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
     _nothing_left(pg_source, source_db, pg_target, target_db)
 
 
+def _wait_for_rows(target: LocalCluster, db: str, rows: int, failure: str) -> None:
+    """Wait (30 s at most) until replication has brought table ``t`` to ``rows`` rows."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(target.dsn(db), autocommit=True) as tgt:
+        while tgt.execute("SELECT count(*) FROM t").fetchone() != (rows,):
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.1)
+
+
 def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abort_cleans(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
     tmp_path: Path,
@@ -340,11 +349,7 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         blocker.rollback()
 
     # With the fault removed, replication catches up on its own.
-    deadline = time.monotonic() + 30
-    with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as tgt:
-        while tgt.execute("SELECT count(*) FROM t").fetchone() != (103,):
-            assert time.monotonic() < deadline, "replication did not catch up"
-            time.sleep(0.1)
+    _wait_for_rows(pg_target, target_db, 103, "replication did not catch up")
     shown = _cli("status", *args, "--json")
     status = json.loads(shown.stdout)
     assert status["worker_running"] and status["slot_active"] and not status["frozen"]
@@ -432,11 +437,7 @@ def test_target_unreachable_in_the_middle_of_cutover_leaves_the_source_writable_
         with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
             assert not _frozen(src, source_db)
             src.execute("INSERT INTO t VALUES (102, 'the source takes writes again')")
-        deadline = time.monotonic() + 30
-        with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as tgt:
-            while tgt.execute("SELECT count(*) FROM t").fetchone() != (102,):
-                assert time.monotonic() < deadline, "replication did not keep running"
-                time.sleep(0.1)
+        _wait_for_rows(pg_target, target_db, 102, "replication did not keep running")
         proxy.restore()
         status = json.loads(_cli("status", *args, "--json").stdout)
         assert status["worker_running"] and status["slot_active"] and not status["frozen"]

@@ -297,8 +297,9 @@ def test_case_under_a_nondeterministic_collation_is_a_difference(
     try:
         _load(pg_source, source_db, collation)
         _load(pg_target, target_db, collation)
-    except psycopg.Error as exc:
-        pytest.skip(f"no ICU collations here: {exc}")
+    except psycopg.errors.FeatureNotSupported as exc:
+        # A PostgreSQL built without ICU ("ICU is not supported in this build"): nothing to test.
+        pytest.skip(f"this PostgreSQL has no ICU: {exc}")
     script = ("CREATE DOMAIN ci_code AS varchar(8) COLLATE ci;"
               "CREATE TABLE people (id int PRIMARY KEY, name text COLLATE ci, code ci_code);"
               "INSERT INTO people VALUES (1, 'Alpha', 'ab'), (2, 'Beta', 'cd');")

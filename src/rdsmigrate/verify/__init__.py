@@ -160,8 +160,7 @@ class _Comparison:
 
     def needs_chunks(self) -> bool:
         """Checked whole and found different: its key ranges say where."""
-        return len(self.chunks) == 1 and self.chunks[0].lower is self.chunks[0].upper is None \
-            and bool(self.source.key) and bool(self.differing())
+        return self.chunks == [WHOLE] and bool(self.source.key) and bool(self.differing())
 
     def only_order_differs(self) -> bool:
         """Chunks disagree but the table as a whole does not: the sides sort keys differently."""
