@@ -237,6 +237,8 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
         assert status["drift"] == [] and not status["frozen"]
         assert {t["state"] for t in status["tables"]} == {"ready"}
         assert status["apply_errors"] == 0
+        # Timed, not read from replay_lag (NULL under a steady load): always a figure.
+        assert status["lag_seconds"] is not None and not status["lag_seconds_at_least"]
         lags.append((status["lag_bytes"], status["lag_seconds"]))
     committed_before_cutover = sum(o.status == "committed" for o in work.outcomes)
     assert committed_before_cutover > 200, "the workload must be writing during sync"
@@ -338,6 +340,11 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         blocker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
             src.execute("INSERT INTO t VALUES (102, 'stuck behind the lock')")
+        behind = _cli("status", *args, "--json", "--lag-timeout", "1")
+        assert behind.exit_code == 0, behind.output
+        lagging = json.loads(behind.stdout)
+        assert lagging["lag_seconds_at_least"] and lagging["lag_seconds"] >= 1
+        assert "more than 1." in _cli("status", *args, "--lag-timeout", "1").stderr
         failed = _cli("cutover", *args, "--timeout", "2")
         assert failed.exit_code == 2, failed.output
         assert "did not apply" in failed.stderr and "unfrozen" in failed.stderr
@@ -353,6 +360,8 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     shown = _cli("status", *args, "--json")
     status = json.loads(shown.stdout)
     assert status["worker_running"] and status["slot_active"] and not status["frozen"]
+    # Caught up and idle: the probe sees nothing pending instead of waiting out its limit.
+    assert not status["lag_seconds_at_least"] and status["lag_seconds"] < 1
 
     # Without its record file, status reads the copy kept on the subscription, and abort finds
     # everything by name.

@@ -279,6 +279,7 @@ def status(
     target: TargetOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
     warn_wal_mb: Annotated[int, typer.Option("--warn-wal-mb", min=0, help="Warn when the slot holds more source WAL than this.")] = 1024,
+    lag_timeout: Annotated[float, typer.Option("--lag-timeout", min=0.1, max=600, help="Seconds to wait for the target to confirm the source's current WAL position (the lag in seconds); a longer lag is shown as 'more than' this.")] = 5.0,
     state_dir: StateDirOpt = Path(".rdsmigrate"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -288,7 +289,8 @@ def status(
     from rdsmigrate.online.settings import StatusOptions
 
     src, tgt = _endpoints(source, target)
-    options = StatusOptions(state_dir=state_dir, retained_wal_warn_bytes=warn_wal_mb * 1024 * 1024)
+    options = StatusOptions(state_dir=state_dir, retained_wal_warn_bytes=warn_wal_mb * 1024 * 1024,
+                            lag_probe_s=lag_timeout)
     reporter = Reporter()
     if watch:
         phase.watch(src, tgt, options, reporter, as_json=as_json)

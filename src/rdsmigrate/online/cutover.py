@@ -97,7 +97,8 @@ def run(source: Endpoint, target: Endpoint, options: CutoverOptions,
         freeze.writable(src)
         record, recorded = locate(src, tgt, options.state_dir, target)
         path = state.location(options.state_dir, target)
-        before = measure(src, tgt, record, recorded=recorded, retained_warn_bytes=1 << 62)
+        before = measure(src, tgt, record, recorded=recorded, retained_warn_bytes=1 << 62,
+                         lag_probe_s=0)
         _refuse_unless_ready(before, options)
         assert before.lag_bytes is not None
         record.phase = "cutting-over"

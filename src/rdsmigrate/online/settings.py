@@ -13,6 +13,7 @@ DEFAULT_STATE_DIR = Path(".rdsmigrate")
 # A slot holding back more WAL than this is worth a warning: the source disk is what it fills.
 DEFAULT_RETAINED_WAL_WARN_BYTES = 1024**3
 DEFAULT_MAX_LAG_BYTES = 16 * 1024**2
+DEFAULT_LAG_PROBE_S = 5.0
 
 
 class SyncOptions(BaseModel):
@@ -35,6 +36,9 @@ class StatusOptions(BaseModel):
 
     state_dir: Path = DEFAULT_STATE_DIR
     retained_wal_warn_bytes: int = Field(default=DEFAULT_RETAINED_WAL_WARN_BYTES, ge=0)
+    lag_probe_s: float = Field(default=DEFAULT_LAG_PROBE_S, gt=0, le=600)
+    """How long to wait for the target to confirm the probed position before reporting the lag
+    as "more than" this."""
 
 
 class CutoverOptions(BaseModel):

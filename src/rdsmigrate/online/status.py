@@ -1,8 +1,11 @@
 """``rdsmigrate status``: how far behind the target is, and anything that would stop a cutover.
 
 - lag in bytes: the source's current WAL insert position minus the slot's ``confirmed_flush_lsn`` (what
-  the target has applied *and* flushed); in seconds: the walsender's ``replay_lag``, which
-  PostgreSQL measures from the subscriber's feedback (NULL once idle and caught up, shown as 0);
+  the target has applied *and* flushed); in seconds: measured, not estimated (``probe_lag``): how
+  long the target takes to confirm the WAL position the source had reached when asked. The
+  walsender's ``replay_lag`` is no substitute: the subscriber reports "applied" as soon as it has
+  applied what it was sent, so ``replay_lag`` reads NULL under a steady load even while the
+  target's flush, which the slot's position follows, trails by megabytes;
 - retained WAL: the source WAL the slot keeps from being recycled (``restart_lsn``): a slot left
   behind by a stopped migration grows it until the source's disk is full, hence the warning;
 - the apply worker (``pg_stat_subscription``) and its error counts (``pg_stat_subscription_stats``
@@ -28,8 +31,10 @@ from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import is_frozen
-from rdsmigrate.online.settings import StatusOptions
+from rdsmigrate.online.settings import DEFAULT_LAG_PROBE_S, StatusOptions
 from rdsmigrate.progress import Reporter, human_bytes
+
+_PROBE_POLL_S = 0.02
 
 _SUBSCRIPTION_STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized",
                         "r": "ready"}
@@ -52,6 +57,8 @@ class OnlineStatus(BaseModel):
     publication: bool
     lag_bytes: int | None
     lag_seconds: float | None
+    lag_seconds_at_least: bool = False
+    """The probe gave up (``StatusOptions.lag_probe_s``): the lag is at least ``lag_seconds``."""
     retained_wal_bytes: int | None
     apply_errors: int | None
     sync_errors: int | None
@@ -69,7 +76,8 @@ class OnlineStatus(BaseModel):
             reporter.console.print(text, markup=False, highlight=False)
 
         lag = "?" if self.lag_bytes is None else human_bytes(self.lag_bytes)
-        secs = "?" if self.lag_seconds is None else f"{self.lag_seconds:.2f} s"
+        secs = "?" if self.lag_seconds is None else (
+            f"{'more than ' if self.lag_seconds_at_least else ''}{self.lag_seconds:.2f} s")
         line(f"{self.name} ({self.phase}): "
              f"{'streaming' if self.streaming else 'NOT streaming'} (apply worker "
              f"{'running' if self.worker_running else 'stopped'}, slot "
@@ -115,14 +123,51 @@ def locate(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], state_dir
                     "rdsmigrate subscription): start one with `rdsmigrate sync`")
 
 
+def probe_lag(src: psycopg.Connection[Any], slot: str,
+              limit_s: float = DEFAULT_LAG_PROBE_S) -> tuple[float, bool] | None:
+    """Seconds until the slot's ``confirmed_flush_lsn`` passes the source's WAL insert position
+    read at the start: what a change committed now waits before the target has it applied and
+    flushed. Returns (seconds, gave_up), gave_up when ``limit_s`` passed first; None when the
+    slot is missing or inactive (nothing is streaming, so there is no lag to time).
+
+    An idle source is the one case the position is never confirmed: the insert position can sit
+    just past a page header (at most 40 bytes), ahead of every record's end. So when the source
+    has written nothing since the start, has flushed all but that header, and the walsender has
+    sent all it flushed and had it confirmed, the lag is 0.
+    """
+    t0 = time.monotonic()
+    start = src.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    assert start is not None
+    while True:
+        row = src.execute(
+            """SELECT s.active, s.confirmed_flush_lsn >= %(lsn)s,
+                      pg_current_wal_insert_lsn() = %(lsn)s
+                      AND pg_wal_lsn_diff(%(lsn)s, pg_current_wal_flush_lsn()) <= 40
+                      AND r.sent_lsn >= pg_current_wal_flush_lsn()
+                      AND s.confirmed_flush_lsn >= r.sent_lsn
+                 FROM pg_replication_slots s
+                 LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+                WHERE s.slot_name = %(slot)s""", {"lsn": start[0], "slot": slot}).fetchone()
+        elapsed = time.monotonic() - t0
+        if row is None or not row[0]:
+            return None
+        if row[1] or row[2]:
+            return round(elapsed, 3), False
+        if elapsed >= limit_s:
+            return round(elapsed, 3), True
+        time.sleep(_PROBE_POLL_S)
+
+
 def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: state.OnlineState,
-            *, recorded: bool, retained_warn_bytes: int) -> OnlineStatus:
+            *, recorded: bool, retained_warn_bytes: int,
+            lag_probe_s: float = DEFAULT_LAG_PROBE_S) -> OnlineStatus:
+    """Everything ``status`` shows. ``lag_probe_s`` 0 skips the timed lag probe (cutover only
+    needs the bytes); lag_seconds is then None."""
     name = record.name
+    probed = probe_lag(src, name, lag_probe_s) if lag_probe_s > 0 else None
     slot = src.execute(
         """SELECT s.active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
-                  pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::int8,
-                  (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r
-                    WHERE r.pid = s.active_pid)
+                  pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::int8
              FROM pg_replication_slots s WHERE s.slot_name = %s""", [name]).fetchone()
     publication = src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone()
     sub = tgt.execute(
@@ -141,11 +186,6 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
              JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE r.srsubid = %s ORDER BY 1""", [sub[0] if sub else 0]).fetchall()]
     lag_bytes = max(0, int(slot[1])) if slot and slot[1] is not None else None
-    lag_seconds: float | None = None
-    if slot is not None and slot[3] is not None:
-        lag_seconds = round(float(slot[3]), 3)
-    elif lag_bytes is not None and slot is not None and slot[0]:
-        lag_seconds = 0.0  # replay_lag is NULL once the subscriber is idle and caught up
     retained = int(slot[2]) if slot and slot[2] is not None else None
     drift: list[str] = []
     warnings: list[str] = []
@@ -163,7 +203,8 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
     return OnlineStatus(
         name=name, phase=record.phase, recorded=recorded, subscription=sub is not None,
         worker_running=worker is not None, slot=slot is not None, slot_active=bool(slot and slot[0]),
-        publication=publication is not None, lag_bytes=lag_bytes, lag_seconds=lag_seconds,
+        publication=publication is not None, lag_bytes=lag_bytes,
+        lag_seconds=probed[0] if probed else None, lag_seconds_at_least=bool(probed and probed[1]),
         retained_wal_bytes=retained, apply_errors=apply_errors, sync_errors=sync_errors,
         tables=tables, drift=drift, frozen=is_frozen(src), warnings=warnings,
     )
@@ -173,7 +214,8 @@ def run(source: Endpoint, target: Endpoint, options: StatusOptions) -> OnlineSta
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         record, recorded = locate(src, tgt, options.state_dir, target)
         return measure(src, tgt, record, recorded=recorded,
-                       retained_warn_bytes=options.retained_wal_warn_bytes)
+                       retained_warn_bytes=options.retained_wal_warn_bytes,
+                       lag_probe_s=options.lag_probe_s)
 
 
 def watch(source: Endpoint, target: Endpoint, options: StatusOptions, reporter: Reporter,
