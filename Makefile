@@ -33,7 +33,7 @@ synth: $(STAMP) $(NODE_STAMP)
 	CDK_DISABLE_VERSION_CHECK=1 node_modules/.bin/cdk synth --quiet --no-notices
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests app.py
+	$(VENV)/bin/ruff check src tests bench app.py
 	$(VENV)/bin/mypy
 
 # The benchmarks (see bench/__init__.py), about 8 minutes at the default scale 40: the copy

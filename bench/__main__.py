@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--payments-rows", type=int, default=None,
                    help="rows of the payments table instead of 50,000 per scale unit")
     p.add_argument("--rounds", type=int, default=3,
-                   help="runs of each contender, in turns; the median is quoted "
-                        "(default: %(default)s)")
+                   help="runs of each contender (with --online: of each initial sync), in "
+                        "turns; the median is quoted (default: %(default)s)")
     p.add_argument("--only", default="",
                    help=f"comma-separated contenders to run (default: all of {keys})")
     p.add_argument("--timeout", type=float, default=1800.0,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             result = online.run(online.OnlineOptions(
                 scale=args.scale, payments_rows=args.payments_rows,
                 load_seconds=args.load_seconds, timeout=args.timeout, notes=tuple(args.note),
-                durable=args.durable),
+                durable=args.durable, rounds=args.rounds),
                 console)
         else:
             result = runner.run(runner.Options(

@@ -9,10 +9,11 @@ On the benchmark's dataset (``runner.prepared``: same clusters, same builder, sa
    (indexes, constraints) with ``pg_restore -j 2``, because ``rdsmigrate sync`` builds them too.
    The subscription, its slots and the publication are dropped afterwards.
 2. **sync**: ``rdsmigrate sync --jobs 2``, wall clock until it returns (streaming).
-3. **lag**: ``pgbench -N -c 4 -j 2`` on the source while the lag is sampled every 200 ms with
-   the very query ``rdsmigrate status`` runs (bytes: current WAL insert position minus the slot's
-   ``confirmed_flush_lsn``; seconds: the walsender's ``replay_lag``, 0 when NULL on an active
-   slot), over a connection to the ``postgres`` database so the freeze leaves it alone.
+3. **lag**: ``pgbench -N -c 4 -j 2`` on the source while the lag is measured every 200 ms the
+   way ``rdsmigrate status`` does (bytes: current WAL insert position minus the slot's
+   ``confirmed_flush_lsn``; seconds: ``status.probe_lag``, the time until the target confirms
+   the insert position read at the start), over a connection to the ``postgres`` database so the
+   freeze leaves it alone. The walsender's ``replay_lag`` is kept beside it for reference.
 4. **cutover**: ``rdsmigrate cutover --json`` while pgbench still runs; the write downtime is the
    one the tool records (``write_downtime_s``). pgbench's sessions are ended by the freeze: its
    errors are expected and kept in the report.
@@ -39,17 +40,20 @@ from bench import check, dataset
 from bench.contenders import JOBS, Context, conninfo, post_data, pre_data, rdsmigrate_program, timed
 from bench.measure import Processes, RunFailed, measured
 from bench.runner import Prepared, prepared, settings_note
+from rdsmigrate.online.status import probe_lag
 
 SAMPLE_SECONDS = 0.2
+PROBE_LIMIT_S = 10.0
+"""A probe that waits longer counts as given up (and as 10 s in the percentiles)."""
 CUTOVER_MARGIN_S = 60
 """pgbench runs this much longer than the sampling, so the cutover happens under load; the
 freeze ends its sessions long before (pgbench stops by itself in any case)."""
 NATIVE = "bench_native"
 TARGETS = {"sync_ratio_to_native": 0.4, "lag_p95_s": 1.0, "write_downtime_s": 2.0}
 
-# `rdsmigrate status`'s lag (src/rdsmigrate/online/status.py, measure()), cluster-wide views only.
+# `rdsmigrate status`'s byte lag (src/rdsmigrate/online/status.py, measure()), and replay_lag.
 LAG_SQL = """
-SELECT s.active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
+SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
        (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r
          WHERE r.pid = s.active_pid)
   FROM pg_replication_slots s WHERE s.slot_name = %s
@@ -64,29 +68,45 @@ class OnlineOptions:
     timeout: float = 1800.0
     notes: tuple[str, ...] = ()
     durable: bool = False
+    rounds: int = 3
+    """Timed runs of each initial sync, in turns (native documented, native indexes-after,
+    rdsmigrate sync); medians are quoted. The last sync goes on to the load and the cutover."""
 
 
 def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
     with prepared(options.scale, options.payments_rows, console, options.durable) as ready:
-        documented = _native(ready, options.timeout, schema_first=True)
-        console.print(f"  native, schema first (documented): {documented['seconds']:.2f} s to "
-                      "ready", markup=False)
-        dataset.drop(ready.target, "t_native")
-        native = _native(ready, options.timeout, schema_first=False)
-        console.print(f"  native, indexes after: {native['seconds']:.2f} s to ready, "
-                      f"{native['seconds_with_post_data']:.2f} s with post-data", markup=False)
-        dataset.drop(ready.target, "t_native")
-        state_dir = Path(tempfile.mkdtemp(prefix="online-", dir=ready.workroot)) / "state"
+        documented_runs: list[dict[str, Any]] = []
+        native_runs: list[dict[str, Any]] = []
+        sync_runs: list[dict[str, Any]] = []
+        root = Path(tempfile.mkdtemp(prefix="online-", dir=ready.workroot))
         procs = Processes(dataset.tool_env(ready.source), time.monotonic() + options.timeout)
         try:
-            sync = _sync(ready, procs, state_dir)
-            console.print(f"  rdsmigrate sync: {sync['seconds']:.2f} s", markup=False)
-            lag, cutover, load = _load_and_cutover(ready, procs, state_dir, sync["name"],
-                                                   options.load_seconds)
+            for round_no in range(1, options.rounds + 1):
+                documented_runs.append(_native(ready, options.timeout, schema_first=True))
+                console.print(f"  round {round_no} native, schema first (documented): "
+                              f"{documented_runs[-1]['seconds']:.2f} s to ready", markup=False)
+                dataset.drop(ready.target, "t_native")
+                native_runs.append(_native(ready, options.timeout, schema_first=False))
+                console.print(f"  round {round_no} native, indexes after: "
+                              f"{native_runs[-1]['seconds']:.2f} s to ready, "
+                              f"{native_runs[-1]['seconds_with_post_data']:.2f} s with post-data",
+                              markup=False)
+                dataset.drop(ready.target, "t_native")
+                state_dir = root / f"state-{round_no}"
+                sync_runs.append(_sync(ready, procs, state_dir))
+                console.print(f"  round {round_no} rdsmigrate sync: "
+                              f"{sync_runs[-1]['seconds']:.2f} s", markup=False)
+                if round_no < options.rounds:
+                    _abort(ready, procs, state_dir)
+            lag, cutover, load = _load_and_cutover(ready, procs, state_dir,
+                                                   sync_runs[-1]["name"], options.load_seconds)
             console.print(f"  lag p95 {lag['p95_s']} s / {lag['p95_bytes']} bytes; cutover "
                           f"downtime {cutover.get('write_downtime_s')} s", markup=False)
         finally:
             procs.kill_all()
+        documented = _medians(documented_runs, "seconds", "seconds_with_post_data")
+        native = _medians(native_runs, "seconds", "seconds_with_post_data")
+        sync = _medians(sync_runs, "seconds")
         # The target is stated against PostgreSQL's own subscription as documented (schema first);
         # the ratio to the variant most favourable to it is kept beside it.
         ratio = round(sync["seconds"] / documented["seconds"], 2)
@@ -125,7 +145,9 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
                       "native: tables without indexes, copy_data = true, then the post-data "
                       "section: the variant most favourable to it; sync's ratio to it is "
                       "ratio_to_native_indexes_after",
-                      "lag is sampled with rdsmigrate status's own query every 200 ms over SQL",
+                      "lag is measured every 200 ms the way rdsmigrate status does: bytes by its "
+                      "query, seconds by its probe (time until the target confirms the source's "
+                      "insert position)",
                       settings_note(options.durable)],
         }
 
@@ -228,6 +250,21 @@ def _sync(ready: Prepared, procs: Processes, state_dir: Path) -> dict[str, Any]:
             "command": f"rdsmigrate sync --jobs {JOBS} --replica-identity-full"}
 
 
+def _medians(runs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """The median of each key over the runs, with the runs themselves (a bad run shows)."""
+    return {**{k: round(statistics.median(r[k] for r in runs), 3) for k in keys},
+            "rounds": len(runs), "runs": runs}
+
+
+def _abort(ready: Prepared, procs: Processes, state_dir: Path) -> None:
+    """``rdsmigrate abort`` (subscription, slot, publication), then the target database: the
+    next round's sync starts from the same place as the first."""
+    procs.run([rdsmigrate_program(), "abort", "-s", conninfo(ready.source, dataset.DBNAME),
+               "-t", conninfo(ready.target, "t_online"), "--state-dir", str(state_dir),
+               "--quiet"], "rdsmigrate abort")
+    dataset.drop(ready.target, "t_online")
+
+
 def _percentile(values: list[float], q: int) -> float | None:
     if not values:
         return None
@@ -243,16 +280,18 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
                            "-T", str(seconds + CUTOVER_MARGIN_S), "-h", "127.0.0.1",
                            "-p", str(source.port), "-U", "postgres", dataset.DBNAME],
                           stdout=subprocess.PIPE)
-    samples: list[tuple[float, int | None, float | None]] = []
+    # (time, bytes, probed seconds, probe gave up, replay_lag)
+    samples: list[tuple[float, int | None, float | None, bool, float | None]] = []
     t0 = time.monotonic()
     with dataset.connect(source) as conn:
         while time.monotonic() - t0 < seconds and pgbench.poll() is None:
+            at = round(time.monotonic() - t0, 2)
             row = conn.execute(LAG_SQL, [slot]).fetchone()
+            probed = probe_lag(conn, slot, PROBE_LIMIT_S)
             if row is not None:
-                lag_b = max(0, int(row[1])) if row[1] is not None else None
-                lag_s = round(float(row[2]), 3) if row[2] is not None else (
-                    0.0 if lag_b is not None and row[0] else None)
-                samples.append((round(time.monotonic() - t0, 2), lag_b, lag_s))
+                samples.append((at, max(0, int(row[0])) if row[0] is not None else None,
+                                probed[0] if probed else None, bool(probed and probed[1]),
+                                None if row[1] is None else round(float(row[1]), 3)))
             time.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - t0) % SAMPLE_SECONDS))
     load_running = pgbench.poll() is None
     status = json.loads(procs.run([rdsmigrate_program(), "status", "-s",
@@ -295,14 +334,20 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
             "transactions": int(processed.group(1)) if processed else None,
             "tps": float(tps.group(1)) if tps else None,
             "stderr_tail": (pg_err or b"").decode(errors="replace").strip().splitlines()[-3:]}
-    secs = [s for _, _, s in samples if s is not None]
-    byts = [float(b) for _, b, _ in samples if b is not None]
+    secs = [s for _, _, s, _, _ in samples if s is not None]
+    byts = [float(b) for _, b, _, _, _ in samples if b is not None]
+    replay = [r for *_, r in samples if r is not None]
     lag: dict[str, Any] = {"samples": len(samples), "interval_s": SAMPLE_SECONDS,
            "definition": "rdsmigrate status's: bytes = pg_current_wal_insert_lsn() - slot "
-                         "confirmed_flush_lsn; seconds = pg_stat_replication.replay_lag (0 when "
-                         "NULL on an active slot)",
+                         "confirmed_flush_lsn; seconds = time until the slot's confirmed_flush_lsn "
+                         "passed the insert position read at the start (status.probe_lag)",
            "p50_s": _percentile(secs, 50), "p95_s": _percentile(secs, 95),
            "max_s": max(secs) if secs else None,
+           "probes_given_up": sum(1 for *_, gave_up, _ in samples if gave_up),
+           "replay_lag": {"samples_not_null": len(replay),
+                          "p95_s": _percentile(replay, 95),
+                          "note": "the walsender's replay_lag, NULL whenever the subscriber has "
+                                  "applied all it was sent (its flush may still trail)"},
            "p50_bytes": _int(_percentile(byts, 50)), "p95_bytes": _int(_percentile(byts, 95)),
            "max_bytes": _int(max(byts) if byts else None),
            "status_cli_at_end": {"lag_bytes": status.get("lag_bytes"),
@@ -311,6 +356,8 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
     for key in ("p50_s", "p95_s", "max_s"):
         if lag[key] is not None:
             lag[key] = round(lag[key], 3)
+    if lag["replay_lag"]["p95_s"] is not None:
+        lag["replay_lag"]["p95_s"] = round(lag["replay_lag"]["p95_s"], 3)
     return lag, cutover, load
 
 
@@ -327,7 +374,8 @@ def render(result: dict[str, Any], console: Console) -> None:
     native, sync, lag, cut, targets = (result["native"], result["sync"], result["lag"],
                                        result["cutover"], result["targets"])
     table = Table(title=f"online, scale {ds['scale']} ({ds['database_mb']:.0f} MB), "
-                        f"{machine['cores']} cores, PostgreSQL {machine['postgresql']}",
+                        f"{machine['cores']} cores, PostgreSQL {machine['postgresql']}; initial "
+                        f"syncs: median of {sync.get('rounds', 1)} rounds",
                   title_justify="left")
     for name in ("measurement", "figure", "target", "met"):
         table.add_column(name, justify="left" if name == "measurement" else "right")
