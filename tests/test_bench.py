@@ -115,6 +115,9 @@ def test_online_mode_measures_native_sync_lag_and_cutover(tmp_path: Path) -> Non
         assert set(run["phases"]) == {"schema", "copy_data (until every table is ready)",
                                       "post-data"}
     assert sync["seconds"] > 0 and sync["ratio_to_native"] > 0
+    # Only the very first subscription finds the launcher rested; every later one waited for it.
+    assert documented["runs"][0]["launcher_rest_s"] == 0
+    assert native["runs"][0]["launcher_rest_s"] > 0
     assert [run["tables"] for run in sync["runs"]] == [5, 5]
     assert sync["runs"][0]["name"] != sync["runs"][1]["name"]
     assert lag["samples"] >= 5 and lag["p95_s"] is not None and lag["p95_bytes"] is not None
