@@ -57,11 +57,13 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start_copy(source: str, target: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Output goes to a file: a pipe nobody reads could fill up and stall the copy."""
+def _start_copy(source: str, target: str, state_dir: Path, log: Path,
+                jobs: int = 1) -> subprocess.Popen[bytes]:
+    """Output goes to a file: a pipe nobody reads could fill up and stall the copy. With one
+    job no table is split (nothing to share it with)."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*CLI, "copy", "-s", source, "-t", target, "--jobs", "1", "--split-mb", "10",
+            [*CLI, "copy", "-s", source, "-t", target, "--jobs", str(jobs), "--split-mb", "10",
              "--state-dir", str(state_dir)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=_default_sigint,
@@ -173,3 +175,65 @@ def test_resume_without_an_interrupted_copy_is_a_clear_error(
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nothing to resume" in result.stderr
+
+
+def test_resume_drops_a_key_index_built_but_never_attached(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    """A table of 64 MB or more gets its primary key in two steps (``schema.KeyBuild``): CREATE
+    UNIQUE INDEX under a temporary name, then ADD CONSTRAINT .. USING INDEX. A copy killed
+    between the two leaves the index behind; --resume must drop it and make the real key."""
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id bigint PRIMARY KEY, body text);"
+                     "INSERT INTO big SELECT g, repeat(md5(g::text), 5)"
+                     "  FROM generate_series(1, 500000) g")
+    state = tmp_path / "state"
+    src, tgt = pg_source.url(source_db), pg_target.url(target_db)
+    # Two jobs split the table into ranges: no TRUNCATE, which the lock below would block.
+    proc = _start_copy(src, tgt, state, tmp_path / "copy.log", jobs=2)
+    try:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(pg_target.dsn(target_db)) as holder, \
+                psycopg.connect(pg_target.dsn(target_db), autocommit=True) as watcher:
+            while holder.execute("SELECT to_regclass('public.big')").fetchone() == (None,):
+                holder.rollback()
+                assert time.monotonic() < deadline, "the copy never created the table"
+                time.sleep(0.005)
+            # ACCESS SHARE lets the rows and CREATE UNIQUE INDEX through, not ADD CONSTRAINT.
+            holder.execute("LOCK TABLE big IN ACCESS SHARE MODE")
+
+            def attach_waits() -> bool:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rdsmigrate'"
+                    " AND wait_event_type = 'Lock' AND query ILIKE '%ADD CONSTRAINT%USING INDEX%'"
+                ).fetchone()
+                return (row is not None and row[0] > 0) or proc.poll() is not None
+
+            _wait_for(attach_waits)
+            assert proc.poll() is None, (tmp_path / "copy.log").read_text()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            # As after a crash: the server drops the dead client's sessions.
+            watcher.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'rdsmigrate'")
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def target_indexes() -> list[tuple[str, bool]]:
+        with psycopg.connect(pg_target.dsn(target_db)) as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                "SELECT c.relname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)"
+                "  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = 'public.big'::regclass ORDER BY 1").fetchall()]
+
+    stray = target_indexes()
+    assert len(stray) == 1 and stray[0][0].startswith("rdsmigrate_key_") and not stray[0][1]
+
+    resumed = subprocess.run(
+        [*CLI, "copy", "-s", src, "-t", tgt, "--jobs", "2", "--state-dir", str(state), "--resume"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert target_indexes() == [("big_pkey", True)]
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
