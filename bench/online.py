@@ -393,8 +393,9 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
            "probes_given_up": sum(1 for *_, gave_up, _ in samples if gave_up),
            "replay_lag": {"samples_not_null": len(replay),
                           "p95_s": _percentile(replay, 95),
-                          "note": "the walsender's replay_lag, NULL whenever the subscriber has "
-                                  "applied all it was sent (its flush may still trail)"},
+                          "note": "the walsender's replay_lag, NULL or about 0 whenever the "
+                                  "subscriber has applied all it was sent (its flush may still "
+                                  "trail)"},
            "p50_bytes": _int(_percentile(byts, 50)), "p95_bytes": _int(_percentile(byts, 95)),
            "max_bytes": _int(max(byts) if byts else None),
            "status_cli_at_end": {"lag_bytes": status.get("lag_bytes"),

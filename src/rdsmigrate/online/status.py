@@ -4,8 +4,8 @@
   the target has applied *and* flushed); in seconds: measured, not estimated (``probe_lag``): how
   long the target takes to confirm the WAL position the source had reached when asked. The
   walsender's ``replay_lag`` is no substitute: the subscriber reports "applied" as soon as it has
-  applied what it was sent, so ``replay_lag`` reads NULL under a steady load even while the
-  target's flush, which the slot's position follows, trails by megabytes;
+  applied what it was sent, so ``replay_lag`` reads NULL or about 0 under a steady load even
+  while the target's flush, which the slot's position follows, trails by megabytes;
 - retained WAL: the source WAL the slot keeps from being recycled (``restart_lsn``): a slot left
   behind by a stopped migration grows it until the source's disk is full, hence the warning;
 - the apply worker (``pg_stat_subscription``) and its error counts (``pg_stat_subscription_stats``
