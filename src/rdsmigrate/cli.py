@@ -86,12 +86,12 @@ def emit(result: Renderable, as_json: bool, reporter: Reporter) -> None:
 SourceOpt = Annotated[
     str | None,
     typer.Option("--source", "-s", envvar="RDSMIGRATE_SOURCE", show_envvar=True,
-                 help="Source: libpq connection string or postgresql:// URL."),
+                 help="Source: libpq connection string, postgresql:// URL, stack:STACK_NAME (a deployed staging stack's outputs and secret) or secret:SECRET_ARN (an RDS credentials secret)."),
 ]
 TargetOpt = Annotated[
     str | None,
     typer.Option("--target", "-t", envvar="RDSMIGRATE_TARGET", show_envvar=True,
-                 help="Target: libpq connection string or postgresql:// URL."),
+                 help="Target: libpq connection string, postgresql:// URL, stack:STACK_NAME (a deployed staging stack's outputs and secret) or secret:SECRET_ARN (an RDS credentials secret)."),
 ]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers.")]
 SchemaOpt = Annotated[

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
+from rdsmigrate.db import aws
 from rdsmigrate.errors import UserError
 
 APPLICATION_NAME = "rdsmigrate"
@@ -47,12 +48,17 @@ class Endpoint:
         if not text:
             hint = f" or set {env_var}" if env_var else ""
             raise UserError(f"no {role} database given: pass --{role} CONNINFO{hint}")
+        if aws.is_aws_spec(text):
+            found = aws.resolve(role, text)
+            _SECRETS.add(found["password"])
+            return cls(role=role, conninfo=pg_conninfo.make_conninfo("", **found))
         try:
             params = pg_conninfo.conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
             raise UserError(
                 f"--{role} is not a valid libpq connection string or URL ({_first_line(exc)}): "
-                "use 'host=H port=P dbname=D user=U' or 'postgresql://U@H:P/D'"
+                "use 'host=H port=P dbname=D user=U', 'postgresql://U@H:P/D', "
+                "'stack:STACK_NAME' or 'secret:SECRET_ARN'"
             ) from None
         if params.get("password"):
             _SECRETS.add(str(params["password"]))
