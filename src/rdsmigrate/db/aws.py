@@ -50,8 +50,7 @@ def resolve(role: str, text: str) -> dict[str, str]:
                   "dbname": outputs["DatabaseName"]}
     else:
         secret = clients.secret(name)
-        params = {k: str(secret[f]) for k, f in (("host", "host"), ("port", "port"),
-                                                 ("dbname", "dbname")) if secret.get(f)}
+        params = {k: str(secret[k]) for k in ("host", "port", "dbname") if secret.get(k)}
         if "host" not in params:
             raise UserError(f"--{role}: the secret {name} has no 'host' field (not an RDS "
                             "database secret): use a connection string, or the stack: form")
