@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from rdsmigrate import preflight
+from rdsmigrate import preflight, prerequisites
 from rdsmigrate.cli import app
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.errors import UserError
@@ -331,14 +331,17 @@ def test_role_without_replication_warns_for_copy_blocks_for_sync_and_leftover_sl
 
 def test_wal_level_and_exhausted_slots_are_blockers_with_their_fix() -> None:
     # A server restart is the only way to change wal_level, so the rule is checked on its inputs.
-    role = preflight._SourceRole(
-        user="app", user_sql="app", superuser=False, may_replicate=True, bypass_rls=False, wal_level="replica",
-        free_slots=0, max_slots=10, free_walsenders=0, lo_compat_privileges=False)
-    found = dict(preflight._replication_findings(role))
+    role = prerequisites.SourceRole(
+        user="app", user_sql="app", superuser=False, may_replicate=True, bypass_rls=False,
+        wal_level="replica", free_slots=0, max_slots=10, free_walsenders=0,
+        lo_compat_privileges=False)
+    found = {code: (problem, fix, rds_fix) for code, problem, fix, rds_fix
+             in prerequisites.replication_findings(role)}
     assert list(found) == ["wal-level", "replication-slots", "wal-senders"]
-    assert "wal_level=replica" in found["wal-level"]
-    assert "rds.logical_replication=1" in found["wal-level"]
-    assert "max_replication_slots=10" in found["replication-slots"]
+    assert "wal_level=replica" in found["wal-level"][0]
+    assert "ALTER SYSTEM SET wal_level = logical" in found["wal-level"][1]
+    assert "rds.logical_replication=1" in str(found["wal-level"][2])
+    assert "max_replication_slots=10" in found["replication-slots"][0]
 
 
 def test_pg_dump_older_than_the_source_blocks(
@@ -351,3 +354,98 @@ def test_pg_dump_older_than_the_source_blocks(
     assert "pg_dump 18 or newer is needed" in report.blockers[0].message
     assert "install postgresql-client-18" in report.blockers[0].message
     assert "target-older" in _codes(report.warnings)
+
+
+@contextmanager
+def group_role(cluster: LocalCluster, name: str, *grants: str) -> Iterator[str]:
+    """A NOLOGIN role named like one of RDS's (``rds_superuser``), holding ``grants``; dropped
+    afterwards unless it was already there."""
+    with admin(cluster) as conn:
+        existed = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+        if not existed:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+        for granted in grants:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(granted), sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        if not existed:
+            with admin(cluster) as conn:
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def master_user(cluster: LocalCluster, dbname: str) -> Iterator[tuple[str, str]]:
+    """The user RDS gives: CREATEDB CREATEROLE, a member of an ``rds_superuser``-like role that
+    holds pg_signal_backend, CREATE on the database and its schema public (as the owner of a
+    database it created has); never superuser."""
+    with group_role(cluster, "rds_superuser", "pg_signal_backend") as group, \
+            login_role(cluster, dbname) as (name, dsn):
+        with admin(cluster) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} CREATEDB CREATEROLE").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group),
+                                                          sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(dbname), sql.Identifier(name)))
+        with admin(cluster, dbname) as conn:
+            conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(
+                sql.Identifier(name)))
+        yield name, dsn
+
+
+def test_subscription_needs_the_privileges_of_pg_create_subscription_not_rds_superuser(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+) -> None:
+    """PostgreSQL 16+ lets a non-superuser create a subscription with the privileges of
+    pg_create_subscription: membership of rds_superuser (by name) or a NOINHERIT membership
+    does not give them, and the refusal must come from preflight, not after the copy."""
+    _sql(pg_source, source_db, "CREATE TABLE t (id int PRIMARY KEY)")
+    with master_user(pg18_target, target18_db) as (user, dsn):
+        online = _run(pg_source.dsn(source_db), dsn, keep_slot="rdsmigrate_x")
+        assert _codes(online.blockers) == ["target-subscription"]
+        blocked = online.blockers[0]
+        assert blocked.fix is not None and f"GRANT pg_create_subscription TO {user};" in blocked.fix
+        assert "pg_create_subscription" in str(blocked.rds_fix)
+        # A plain copy needs no subscription.
+        assert _run(pg_source.dsn(source_db), dsn).blockers == []
+
+        _sql(pg18_target, target18_db,
+             f'GRANT pg_create_subscription TO "{user}" WITH INHERIT FALSE')
+        assert _codes(_run(pg_source.dsn(source_db), dsn, keep_slot="rdsmigrate_x")
+                      .blockers) == ["target-subscription"]
+        _sql(pg18_target, target18_db, f'REVOKE pg_create_subscription FROM "{user}";'
+                                       f'GRANT pg_create_subscription TO "{user}"')
+        assert _run(pg_source.dsn(source_db), dsn, keep_slot="rdsmigrate_x").blockers == []
+
+
+def test_sync_refuses_a_target_user_without_the_subscription_privilege_before_copying(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+    tmp_path: Any,
+) -> None:
+    _sql(pg_source, source_db, """
+        CREATE TABLE t (id int PRIMARY KEY);
+        INSERT INTO t SELECT generate_series(1, 100);
+    """)
+    with master_user(pg18_target, target18_db) as (_, dsn):
+        before = fingerprint(pg_source, source_db), fingerprint(pg18_target, target18_db)
+        result = CliRunner().invoke(app, ["sync", "-s", pg_source.url(source_db), "-t", dsn,
+                                          "--state-dir", str(tmp_path), "-q"])
+        assert result.exit_code == 2, result.output
+        assert "may not create a subscription" in result.stderr
+        assert "GRANT pg_create_subscription TO" in result.stderr
+        assert (fingerprint(pg_source, source_db), fingerprint(pg18_target, target18_db)) == before
+
+
+def test_a_role_named_rds_replication_grants_nothing_outside_rds(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    """Only RDS's server accepts rds_replication for a walsender; elsewhere the REPLICATION
+    attribute decides, so preflight and sync must not take the name for the privilege."""
+    with group_role(pg_source, "rds_replication") as group, \
+            login_role(pg_source, source_db) as (role, dsn):
+        _sql(pg_source, source_db, f'GRANT pg_read_all_data, "{group}" TO "{role}"')
+        report = _run(dsn, pg_target.dsn(target_db))
+        finding = next(f for f in report.warnings if f.code == "replication-privilege")
+        assert finding.fix is not None and finding.fix.startswith(f"ALTER ROLE {role} REPLICATION;")
+        assert str(finding.rds_fix).startswith(f"GRANT rds_replication TO {role};")

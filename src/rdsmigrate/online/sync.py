@@ -1,7 +1,8 @@
 """``rdsmigrate sync``: the consistent copy, then native logical replication from its instant.
 
 Order of work, and why:
-1. preflight and the online checks (:mod:`.checks`), so nothing is created when something blocks;
+1. preflight with the online prerequisites (:mod:`rdsmigrate.prerequisites`), so nothing is
+   created when something blocks;
 2. ``REPLICA IDENTITY FULL`` on tables without a key, only with the user's consent;
 3. the publication, *before* the slot: pgoutput decodes each change with the catalog as of that
    change, so a publication younger than the slot's start would not see the first changes;
@@ -25,13 +26,13 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel
 
-from rdsmigrate import copy, preflight
+from rdsmigrate import copy, preflight, prerequisites
 from rdsmigrate.copy.report import CopyReport
 from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect
 from rdsmigrate.errors import UserError
-from rdsmigrate.online import checks, fingerprint, replication, state
+from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import writable
 from rdsmigrate.online.settings import SyncOptions
 from rdsmigrate.progress import Reporter
@@ -80,17 +81,16 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
     # With keep_slot, preflight knows replication follows and requires a logical slot.
     copy_options = copy_options.model_copy(update={"keep_slot": name})
     with reporter.phase("preflight"):
-        preflight.require_ready(preflight.run(source, target, copy_options))
+        preflight.require_ready(preflight.run(
+            source, target, copy_options, replica_identity_full=options.replica_identity_full))
 
-    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+    with connect(source, autocommit=True) as src:
         writable(src)
         tables = catalog.list_tables(src, selection.schemas, selection.exclude_tables)
-        problems = checks.blockers(src, tgt, tables, options.replica_identity_full)
-        if problems:
-            raise UserError("the online migration cannot start: " + "; ".join(problems))
-        made_full = _set_replica_identity_full(src, checks.without_identity(tables), reporter)
+        made_full = _set_replica_identity_full(src, prerequisites.without_identity(tables),
+                                               reporter)
         everything = not (selection.schemas or selection.exclude_tables)
-        all_tables = everything and checks.source_roles(src).superuser
+        all_tables = everything and prerequisites.source_role(src).superuser
         replication.create_publication(src, name, None if all_tables else tables)
         record = state.OnlineState(
             source=source.describe(), target=target.describe(), source_dbname=source.dbname,
