@@ -11,7 +11,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import online, report, runner
+from bench import online, report, runner, scaling
 from bench.contenders import all_contenders
 
 
@@ -45,9 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--load-seconds", type=int, default=30,
                    help="with --online: seconds of pgbench load during which the lag is "
                         "sampled, before the cutover (default: %(default)s)")
-    p.add_argument("--durable", action="store_true",
-                   help="run both clusters with fsync, synchronous_commit and full_page_writes "
-                        "on, as a real server does (default: off, disposable clusters)")
+    p.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True,
+                   help="run both clusters durable as an RDS instance does (fsync, "
+                        "synchronous_commit, full_page_writes on, shared_buffers 512MB); "
+                        "--no-durable for the disposable test clusters' settings "
+                        "(default: durable)")
+    p.add_argument("--tables", default="",
+                   help="instead of pgbench + payments: the many-tables dataset (50 schemas, "
+                        "small tables with a primary key, an index, a foreign key and 100 rows "
+                        "each); a comma-separated list of table counts runs each in turn and "
+                        "reports how every phase grows, e.g. 1000,10000")
     p.add_argument("--markdown", type=Path, default=None, metavar="RESULT_JSON",
                    help="print an earlier result as a Markdown table (for the README) and exit")
     p.add_argument("--out", type=Path, default=None,
@@ -71,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scale, --rounds and --load-seconds must be at least 1")
     only = tuple(k.strip() for k in args.only.split(",") if k.strip())
     try:
-        runner.select(only)
+        sizes = [int(n) for n in args.tables.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--tables: {args.tables!r} is not a comma-separated list of table counts")
+    if any(n < 1 for n in sizes) or (sizes and args.online):
+        parser.error("--tables takes positive counts and does not combine with --online")
+    try:
+        runner.select(only, bool(sizes))
     except ValueError as exc:
         parser.error(f"--only: {exc}")
     signal.signal(signal.SIGTERM, _terminate)
@@ -83,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                 load_seconds=args.load_seconds, timeout=args.timeout, notes=tuple(args.note),
                 durable=args.durable, rounds=args.rounds),
                 console)
+        elif sizes:
+            result = scaling.run([runner.Options(
+                rounds=args.rounds, only=only, timeout=args.timeout, notes=tuple(args.note),
+                durable=args.durable, tables=n) for n in sizes], console)
         else:
             result = runner.run(runner.Options(
                 scale=args.scale, payments_rows=args.payments_rows, rounds=args.rounds,
@@ -97,10 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.online:
         online.render(result, wide)
         failed = 0 if result["cutover"]["ok"] else 1
+    elif sizes:
+        scaling.render(result, wide)
+        failed = sum(c["summary"]["failed_runs"] for r in result["runs"]
+                     for c in r["contenders"])
     else:
         report.render(result, wide)
         failed = sum(c["summary"]["failed_runs"] for c in result["contenders"])
-    for path in report.write(result, args.out, prefix="online" if args.online else "bench"):
+    prefix = "online" if args.online else "tables" if sizes else "bench"
+    for path in report.write(result, args.out, prefix=prefix):
         console.print(f"wrote {path}", markup=False)
     return 1 if failed else 0
 

@@ -57,6 +57,8 @@ class Contender:
     says, not by the target's contents."""
     unavailable: str | None = None
     """Why it cannot run on this machine; None when it can."""
+    empty_target: bool = False
+    """True for ``preflight``: it reads a fresh, empty target and must leave it so."""
 
 
 def conninfo(cluster: LocalCluster, dbname: str) -> str:
@@ -94,6 +96,44 @@ def run_rdsmigrate_copy(ctx: Context, procs: Processes) -> dict[str, Any]:
             "tool_bytes": data.get("bytes")}
 
 
+def tool_result(out: str | bytes) -> dict[str, Any]:
+    """The ``result`` of an ``rdsmigrate --json`` envelope (or the bare result of a version
+    that printed no envelope)."""
+    data: dict[str, Any] = json.loads(out)
+    inner = data.get("result") if "command" in data and "ok" in data else data
+    return inner if isinstance(inner, dict) else {}
+
+
+def run_rdsmigrate_preflight(ctx: Context, procs: Processes) -> dict[str, Any]:
+    proc = procs.start([rdsmigrate_program(), "preflight", "-s", conninfo(ctx.source, DBNAME),
+                        "-t", conninfo(ctx.target, ctx.target_db), "--json"],
+                       stdout=subprocess.PIPE)
+    data = tool_result(procs.wait(proc, "rdsmigrate preflight"))
+    return {"blockers": len(data.get("blockers", []))}
+
+
+def run_rdsmigrate_sync_cutover(ctx: Context, procs: Processes) -> dict[str, Any]:
+    """``sync`` until streaming, then ``cutover`` (counts), then the source is unfrozen again
+    (outside the tool's figures, inside the run) so the next contender can read it."""
+    phases: Phases = {}
+    t = time.monotonic()
+    state = str(ctx.workdir / "state")
+    proc = procs.start([rdsmigrate_program(), "sync", "-s", conninfo(ctx.source, DBNAME),
+                        "-t", conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS),
+                        "--quiet", "--json", "--state-dir", state], stdout=subprocess.PIPE)
+    procs.wait(proc, "rdsmigrate sync")
+    t = timed(phases, "sync", t)
+    proc = procs.start([rdsmigrate_program(), "cutover", "-s", conninfo(ctx.source, DBNAME),
+                        "-t", conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS),
+                        "--quiet", "--json", "--state-dir", state], stdout=subprocess.PIPE)
+    data = tool_result(procs.wait(proc, "rdsmigrate cutover"))
+    timed(phases, "cutover", t)
+    with connect(ctx.source) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
+            sql.Identifier(DBNAME)))
+    return {"phases": phases, "write_downtime_s": data.get("write_downtime_s")}
+
+
 def run_rdsmigrate_verify(ctx: Context, procs: Processes) -> dict[str, Any]:
     proc = procs.start([rdsmigrate_program(), "verify", "-s", conninfo(ctx.source, DBNAME),
                         "-t", conninfo(ctx.target, ctx.target_db), "--jobs", str(JOBS),
@@ -105,7 +145,7 @@ def run_rdsmigrate_verify(ctx: Context, procs: Processes) -> dict[str, Any]:
             raise RunFailed("rdsmigrate verify found differences on a target that the "
                             "independent check had passed") from None
         raise
-    data = json.loads(out)
+    data = tool_result(out)
     if data.get("identical") is not True:
         raise RunFailed("rdsmigrate verify exited 0 without saying the databases are identical")
     return {"tables": len(data.get("tables", [])), "tool_rows": data.get("rows"),
@@ -216,10 +256,30 @@ def pgcopydb_version() -> str | None:
     return next((line.split("version", 1)[1].strip() for line in first if "version" in line), "?")
 
 
-def all_contenders() -> list[Contender]:
-    """Every contender, in the order each round runs them (verify last: it reads a copy)."""
+def all_contenders(many_tables: bool = False) -> list[Contender]:
+    """Every contender, in the order each round runs them (verify last: it reads a copy).
+
+    The many-tables dataset has its own list: no raw limit nor ``-Z 0`` (see ``TABLES_NOTE`` in
+    ``bench.runner``), and ``preflight`` and ``sync`` + ``cutover`` timed too (issue 13)."""
     no_pgcopydb = None if shutil.which("pgcopydb") else (
         "pgcopydb is not installed (Debian package pgcopydb; `make bench` installs it as root)")
+    if many_tables:
+        return [
+            Contender("copy", "rdsmigrate copy", f"rdsmigrate copy --jobs {JOBS}",
+                      run_rdsmigrate_copy),
+            Contender("pg_dump", "pg_dump+pg_restore",
+                      f"pg_dump -Fd -j {JOBS} + pg_restore -j {JOBS}", _pg_dump_restore([])),
+            Contender("pgcopydb", "pgcopydb clone",
+                      f"pgcopydb clone --table-jobs {JOBS} --index-jobs {JOBS}", run_pgcopydb,
+                      unavailable=no_pgcopydb),
+            Contender("sync", "rdsmigrate sync+cutover",
+                      f"rdsmigrate sync --jobs {JOBS}; rdsmigrate cutover",
+                      run_rdsmigrate_sync_cutover),
+            Contender("preflight", "rdsmigrate preflight", "rdsmigrate preflight",
+                      run_rdsmigrate_preflight, writes_target=False, empty_target=True),
+            Contender("verify", "rdsmigrate verify", f"rdsmigrate verify --jobs {JOBS}",
+                      run_rdsmigrate_verify, writes_target=False),
+        ]
     return [
         Contender("copy", "rdsmigrate copy", f"rdsmigrate copy --jobs {JOBS}",
                   run_rdsmigrate_copy),

@@ -21,7 +21,6 @@ On the benchmark's dataset (``runner.prepared``: same clusters, same builder, sa
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import subprocess
@@ -37,7 +36,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import check, dataset
-from bench.contenders import JOBS, Context, conninfo, post_data, pre_data, rdsmigrate_program, timed
+from bench.contenders import (
+    JOBS,
+    Context,
+    conninfo,
+    post_data,
+    pre_data,
+    rdsmigrate_program,
+    timed,
+    tool_result,
+)
 from bench.measure import Processes, RunFailed, measured
 from bench.runner import Prepared, prepared, settings_note
 from rdsmigrate.localpg import LocalCluster
@@ -50,7 +58,9 @@ CUTOVER_MARGIN_S = 60
 """pgbench runs this much longer than the sampling, so the cutover happens under load; the
 freeze ends its sessions long before (pgbench stops by itself in any case)."""
 NATIVE = "bench_native"
-TARGETS = {"sync_ratio_to_native": 0.4, "lag_p95_s": 1.0, "write_downtime_s": 2.0}
+# Issue 13's targets (durable clusters): sync against what a user would otherwise run.
+TARGETS = {"sync_ratio_to_copy": 1.1, "sync_ratio_to_native_indexes_after": 0.8,
+           "lag_p95_s": 1.0, "write_downtime_s": 1.0}
 
 
 
@@ -101,10 +111,11 @@ class OnlineOptions:
     load_seconds: int = 30
     timeout: float = 1800.0
     notes: tuple[str, ...] = ()
-    durable: bool = False
+    durable: bool = True
     rounds: int = 3
     """Timed runs of each initial sync, in turns (native documented, native indexes-after,
-    rdsmigrate sync); medians are quoted. The last sync goes on to the load and the cutover."""
+    rdsmigrate copy, rdsmigrate sync); medians are quoted. The last sync goes on to the load and
+    the cutover."""
 
 
 def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
@@ -112,6 +123,7 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
         documented_runs: list[dict[str, Any]] = []
         native_runs: list[dict[str, Any]] = []
         sync_runs: list[dict[str, Any]] = []
+        copy_runs: list[dict[str, Any]] = []
         root = Path(tempfile.mkdtemp(prefix="online-", dir=ready.workroot))
         pacer = _LauncherPacer()
         procs = Processes(dataset.tool_env(ready.source), time.monotonic() + options.timeout)
@@ -128,6 +140,10 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
                               f"{native_runs[-1]['seconds_with_post_data']:.2f} s with post-data",
                               markup=False)
                 dataset.drop(ready.target, "t_native")
+                copy_runs.append(_copy(ready, procs, root / f"copy-{round_no}"))
+                console.print(f"  round {round_no} rdsmigrate copy: "
+                              f"{copy_runs[-1]['seconds']:.2f} s", markup=False)
+                dataset.drop(ready.target, "t_copy")
                 state_dir = root / f"state-{round_no}"
                 sync_runs.append(_sync(ready, pacer, procs, state_dir))
                 console.print(f"  round {round_no} rdsmigrate sync: "
@@ -144,13 +160,15 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
         documented = _medians(documented_runs, "seconds", "seconds_with_post_data")
         native = _medians(native_runs, "seconds", "seconds_with_post_data")
         sync = _medians(sync_runs, "seconds")
-        # The target is stated against PostgreSQL's own subscription as documented (schema first);
-        # the ratio to the variant most favourable to it is kept beside it.
-        ratio = round(sync["seconds"] / documented["seconds"], 2)
-        sync["ratio_to_native"] = ratio
+        copy = _medians(copy_runs, "seconds")
+        # Issue 13 states sync against a plain copy of the same data and against the native
+        # variant most favourable to PostgreSQL (indexes built after the table sync); the ratio
+        # to the documented procedure is kept beside them.
+        sync["ratio_to_native"] = round(sync["seconds"] / documented["seconds"], 2)
         sync["ratio_to_native_indexes_after"] = round(
             sync["seconds"] / native["seconds_with_post_data"], 2)
         sync["ratio_to_native_ready"] = round(sync["seconds"] / native["seconds"], 2)
+        sync["ratio_to_copy"] = round(sync["seconds"] / copy["seconds"], 2)
         return {
             "format": 1,
             "mode": "online",
@@ -161,12 +179,13 @@ def run(options: OnlineOptions, console: Console) -> dict[str, Any]:
             "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
                         "payments_rows": ready.payments_rows, "jobs": JOBS},
             "dataset": ready.dataset(options.scale),
-            "native_documented": documented, "native": native, "sync": sync, "lag": lag,
+            "native_documented": documented, "native": native, "copy": copy, "sync": sync,
+            "lag": lag,
             "cutover": cutover, "load": load,
             "targets": {
-                "sync_ratio_to_native": {"target": TARGETS["sync_ratio_to_native"],
-                                         "measured": ratio,
-                                         "met": ratio <= TARGETS["sync_ratio_to_native"]},
+                **{key: {"target": TARGETS[key], "measured": sync[key.removeprefix("sync_")],
+                         "met": sync[key.removeprefix("sync_")] <= TARGETS[key]}
+                   for key in ("sync_ratio_to_copy", "sync_ratio_to_native_indexes_after")},
                 "lag_p95_s": {"target": TARGETS["lag_p95_s"], "measured": lag["p95_s"],
                               "met": lag["p95_s"] is not None
                               and lag["p95_s"] < TARGETS["lag_p95_s"]},
@@ -289,12 +308,28 @@ def _sync(ready: Prepared, pacer: _LauncherPacer, procs: Processes,
                          # pgbench_history has no primary key; pgbench -N only inserts into it.
                          "--replica-identity-full",
                          "--state-dir", str(state_dir), "--json", "--quiet"], "rdsmigrate sync")
-    data = json.loads(out)
+    data = tool_result(out)
     return {"seconds": round(usage.seconds, 3), "tool_seconds": data.get("seconds"),
             "name": data["name"], "tables": data.get("tables"),
             "phases": data.get("copy_report", {}).get("phases", {}), "usage": asdict(usage),
             "launcher_rest_s": rested,
             "command": f"rdsmigrate sync --jobs {JOBS} --replica-identity-full"}
+
+
+def _copy(ready: Prepared, procs: Processes, workdir: Path) -> dict[str, Any]:
+    """``rdsmigrate copy`` of the same data into ``t_copy``: what sync is stated against."""
+    dataset.recreate(ready.target, "t_copy")
+    dataset.checkpoint(ready.source, ready.target)
+    with measured([dataset.postmaster_pid(ready.source),
+                   dataset.postmaster_pid(ready.target)]) as usage:
+        procs.run([rdsmigrate_program(), "copy", "-s", conninfo(ready.source, dataset.DBNAME),
+                   "-t", conninfo(ready.target, "t_copy"), "--jobs", str(JOBS), "--quiet",
+                   "--state-dir", str(workdir)], "rdsmigrate copy")
+    problems = check.differences(ready.inventory, check.inventory(ready.target.dsn("t_copy")))
+    if problems:
+        raise RunFailed("rdsmigrate copy: independent check failed: " + "; ".join(problems[:5]))
+    return {"seconds": round(usage.seconds, 3), "usage": asdict(usage),
+            "command": f"rdsmigrate copy --jobs {JOBS}"}
 
 
 def _medians(runs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
@@ -341,7 +376,7 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
                                 None if row[1] is None else round(float(row[1]), 3)))
             time.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - t0) % SAMPLE_SECONDS))
     load_running = pgbench.poll() is None
-    status = json.loads(procs.run([rdsmigrate_program(), "status", "-s",
+    status = tool_result(procs.run([rdsmigrate_program(), "status", "-s",
                                    conninfo(source, dataset.DBNAME), "-t",
                                    conninfo(ready.target, "t_online"), "--state-dir",
                                    str(state_dir), "--json"], "rdsmigrate status"))
@@ -355,7 +390,7 @@ def _load_and_cutover(ready: Prepared, procs: Processes, state_dir: Path, slot: 
                                "wall_seconds": round(time.monotonic() - t_cut, 3),
                                "under_load": load_running}
     if cutover["ok"]:
-        data = json.loads(out)
+        data = tool_result(out)
         cutover.update({k: data.get(k) for k in ("write_downtime_s", "steps", "verify",
                                                   "tables_checked", "rows_checked",
                                                   "sessions_ended", "lag_bytes_before",
@@ -435,10 +470,15 @@ def render(result: dict[str, Any], console: Console) -> None:
                   f"{result['native_documented']['seconds']:.2f} s", "", "")
     table.add_row("native copy_data=true, indexes after (to ready / + post-data)",
                   f"{native['seconds']:.2f} / {native['seconds_with_post_data']:.2f} s", "", "")
-    table.add_row("rdsmigrate sync (until streaming)",
-                  f"{sync['seconds']:.2f} s = {sync['ratio_to_native']:.2f} x documented, "
-                  f"{sync['ratio_to_native_indexes_after']:.2f} x indexes-after",
-                  "<= 0.40 x", met("sync_ratio_to_native"))
+    table.add_row("rdsmigrate copy (same data)", f"{result['copy']['seconds']:.2f} s", "", "")
+    table.add_row("rdsmigrate sync (until streaming) / copy",
+                  f"{sync['seconds']:.2f} s = {sync['ratio_to_copy']:.2f} x copy",
+                  f"<= {TARGETS['sync_ratio_to_copy']} x", met("sync_ratio_to_copy"))
+    table.add_row("rdsmigrate sync / native indexes-after",
+                  f"{sync['ratio_to_native_indexes_after']:.2f} x "
+                  f"({sync['ratio_to_native']:.2f} x documented)",
+                  f"<= {TARGETS['sync_ratio_to_native_indexes_after']} x",
+                  met("sync_ratio_to_native_indexes_after"))
     table.add_row("lag p50 / p95 / max, seconds",
                   f"{_fmt(lag['p50_s'], '.3f')} / {_fmt(lag['p95_s'], '.3f')} / "
                   f"{_fmt(lag['max_s'], '.3f')}", "p95 < 1 s", met("lag_p95_s"))
@@ -448,7 +488,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     table.add_row("cutover write downtime" + (" (under load)" if cut.get("under_load") else ""),
                   f"{_fmt(cut.get('write_downtime_s'), '.2f')} s"
                   if cut["ok"] else f"FAILED: {cut.get('error') or cut.get('independent_check')}",
-                  "<= 2 s", met("write_downtime_s"))
+                  f"<= {TARGETS['write_downtime_s']} s", met("write_downtime_s"))
     console.print(table)
     load = result["load"]
     console.print(f"load: {load['command']}: {_fmt(load['transactions'], ',')} transactions, "

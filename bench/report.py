@@ -78,7 +78,8 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
 
 def render(result: dict[str, Any], console: Console) -> None:
     ds, machine = result["dataset"], result["machine"]
-    title = (f"scale {ds['scale']} ({ds['database_mb']:.0f} MB, {ds['total_rows']:,} rows), "
+    what = (f"{ds['many_tables']:,} tables" if ds.get("many_tables") else f"scale {ds['scale']}")
+    title = (f"{what} ({ds['database_mb']:.0f} MB, {ds['total_rows']:,} rows), "
              f"{result['options']['rounds']} rounds, {machine['cores']} cores, "
              f"PostgreSQL {machine['postgresql']}")
     table = Table(title=title, title_justify="left")
@@ -127,7 +128,8 @@ def write(result: dict[str, Any], out: Path | None, prefix: str = "bench") -> li
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         latest = "latest.json" if prefix == "bench" else f"{prefix}-latest.json"
-        targets = [RESULTS / f"{prefix}-{stamp}-scale{result['dataset']['scale']}.json",
+        label = result.get("label") or f"scale{result['dataset']['scale']}"
+        targets = [RESULTS / f"{prefix}-{stamp}-{label}.json",
                    RESULTS / latest]
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)

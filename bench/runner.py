@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import check, dataset, report
+from bench import check, dataset, manytables, report
 from bench.contenders import (
     JOBS,
     Contender,
@@ -47,12 +47,17 @@ NOTES = [
     "pages between processes (the tree's real share); servers are not included",
     "CPU s is the median user+system CPU of the contender's own processes / of both servers; "
     "others is CPU used meanwhile by processes outside the benchmark (a shared machine)",
-    "clusters run with fsync, synchronous_commit and full_page_writes off (disposable data): "
-    "the figures measure CPU and memory bandwidth, not disk flushes",
+    "clusters run with fsync, synchronous_commit and full_page_writes off (--no-durable, "
+    "disposable data): the figures measure CPU and memory bandwidth, not disk flushes",
     "the raw limit copies rows only (no sequence values); the other contenders copy everything",
 ]
-DURABLE_NOTE = ("clusters run with fsync, synchronous_commit and full_page_writes on (--durable), "
-                "as a real server does: the figures include disk flushes")
+DURABLE_NOTE = ("clusters run durable, as an RDS instance does (fsync, synchronous_commit and "
+                "full_page_writes on, shared_buffers 512MB, wal_level logical): the figures "
+                "include disk flushes and full-page images")
+TABLES_NOTE = ("many-tables dataset: the raw limit (a psql pipe per table) and pg_dump -Z0 are "
+               "not run (a process pair per table measures process starts, and compression "
+               "is irrelevant at 100 rows a table); rdsmigrate sync is timed with the cutover "
+               "that follows it, on an idle source")
 
 
 def settings_note(durable: bool) -> str:
@@ -70,20 +75,24 @@ class Options:
     """Seconds one run may take before it is killed and reported as failed."""
     notes: tuple[str, ...] = ()
     """The operator's words about this run's conditions, printed and kept with the figures."""
-    durable: bool = False
-    """fsync, synchronous_commit and full_page_writes on, instead of the disposable defaults."""
+    durable: bool = True
+    """fsync, synchronous_commit and full_page_writes on (RDS-like); False for the disposable
+    defaults of the test clusters."""
+    tables: int | None = None
+    """None: the pgbench + payments dataset; N: the many-tables dataset with N small tables."""
 
 
-def select(only: tuple[str, ...]) -> list[Contender]:
+def select(only: tuple[str, ...], many_tables: bool = False) -> list[Contender]:
     """The contenders ``--only`` names, in running order; ValueError says what is wrong."""
-    contenders = all_contenders()
+    contenders = all_contenders(many_tables)
     keys = [c.key for c in contenders]
     unknown = [k for k in only if k not in keys]
     if unknown:
         raise ValueError(f"unknown contender {', '.join(unknown)} (choose from "
                          f"{', '.join(keys)})")
     chosen = [c for c in contenders if not only or c.key in only]
-    if chosen and all(not c.writes_target for c in chosen):
+    if any(not (c.writes_target or c.empty_target) for c in chosen) and \
+            not any(c.writes_target for c in chosen):
         raise ValueError("verify reads what another contender copied in the same round; add "
                          "one (e.g. --only copy,verify)")
     return chosen
@@ -107,42 +116,53 @@ class Prepared:
         return {**report.machine_facts(), "postgresql": self.settings["effective"].get(
             "server_version", "?"), "pgcopydb": pgcopydb_version()}
 
-    def dataset(self, scale: int) -> dict[str, Any]:
-        return {"scale": scale, "payments_rows": self.payments_rows,
+    def dataset(self, scale: int, many_tables: int | None = None) -> dict[str, Any]:
+        rows = self.inventory.rows
+        return {"scale": scale, "payments_rows": self.payments_rows, "many_tables": many_tables,
                 "database_bytes": self.size, "database_mb": round(self.size / 1e6, 1),
-                "total_rows": sum(self.inventory.rows.values()), "tables": self.inventory.rows,
+                "total_rows": sum(rows.values()), "table_count": len(rows),
+                # 10,000 row counts would drown the report: only the pgbench dataset lists them.
+                "tables": rows if many_tables is None else {},
                 "indexes": self.inventory.indexes, "constraints": self.inventory.constraints}
 
 
 @contextlib.contextmanager
 def prepared(scale: int, payments_rows: int | None, console: Console,
-             durable: bool = False) -> Iterator[Prepared]:
-    """Start both clusters and build the dataset; stop and remove everything on the way out,
-    error and Ctrl-C included."""
+             durable: bool = True, tables: int | None = None) -> Iterator[Prepared]:
+    """Start both clusters and build the dataset (pgbench + payments, or ``tables`` small tables);
+    stop and remove everything on the way out, error and Ctrl-C included."""
     rows = payments_rows if payments_rows is not None else dataset.PAYMENTS_PER_SCALE * scale
     bindir = find_bindir()
     workroot = Path(tempfile.mkdtemp(prefix="rdsmigrate-bench-"))
     clusters: list[LocalCluster] = []
     started = datetime.now(UTC)
     try:
-        source, target = dataset.start_clusters(bindir, durable)
+        more = manytables.SETTINGS if tables is not None else None
+        source, target = dataset.start_clusters(bindir, durable, more)
         clusters = [source, target]
+        what = (f"{tables:,} small tables" if tables is not None
+                else f"scale {scale} ({rows:,} payments)")
         console.print(f"clusters: PostgreSQL from {bindir}, source :{source.port}, "
-                      f"target :{target.port}; building scale {scale} "
-                      f"({rows:,} payments)...")
+                      f"target :{target.port}; building {what}...")
         t0 = time.monotonic()
-        dataset.build(source, scale, rows)
+        if tables is not None:
+            dataset.build_tables(source, tables)
+        else:
+            dataset.build(source, scale, rows)
         inventory = check.inventory(source.dsn(dataset.DBNAME))
         size = dataset.database_bytes(source)
         console.print(f"dataset: {size / 1e6:.0f} MB, {sum(inventory.rows.values()):,} rows in "
                       f"{len(inventory.rows)} tables, {inventory.indexes} indexes, "
                       f"{inventory.constraints} constraints (built in "
                       f"{time.monotonic() - t0:.0f} s)")
-        settings = {"configured": dataset.configured_settings(durable),
+        settings = {"configured": dataset.configured_settings(durable, more),
                     "effective": dataset.settings_of(source)}
         if settings["effective"] != dataset.settings_of(target):
             raise RuntimeError("the two clusters' settings differ")
-        _warm_up(source, target, workroot)
+        if tables is None:
+            # The many-tables dataset writes little WAL per run: no warm-up (the raw limit's
+            # pipe per table would take longer than the runs it prepares).
+            _warm_up(source, target, workroot)
         yield Prepared(source, target, inventory, size, rows, settings, workroot, started)
     finally:
         dataset.stop_all(clusters)
@@ -170,8 +190,10 @@ def _warm_up(source: LocalCluster, target: LocalCluster, workroot: Path) -> None
 
 
 def run(options: Options, console: Console) -> dict[str, Any]:
-    contenders = select(options.only)
-    with prepared(options.scale, options.payments_rows, console, options.durable) as ready:
+    many = options.tables is not None
+    contenders = select(options.only, many)
+    with prepared(options.scale, options.payments_rows, console, options.durable,
+                  options.tables) as ready:
         source, target, inventory = ready.source, ready.target, ready.inventory
         runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
         for round_no in range(1, options.rounds + 1):
@@ -179,7 +201,8 @@ def run(options: Options, console: Console) -> dict[str, Any]:
             for contender in contenders:
                 if contender.unavailable:
                     continue
-                target_db = f"t_{contender.key}" if contender.writes_target else (copied_by or "")
+                target_db = (f"t_{contender.key}" if contender.writes_target or contender.empty_target
+                             else (copied_by or ""))
                 result = _one_run(contender, round_no, source, target, target_db, inventory,
                                   ready.workroot, options.timeout)
                 runs[contender.key].append(result)
@@ -195,13 +218,14 @@ def run(options: Options, console: Console) -> dict[str, Any]:
             "options": {**{k: v for k, v in asdict(options).items() if k != "notes"},
                         "only": list(options.only), "payments_rows": ready.payments_rows,
                         "jobs": JOBS},
-            "dataset": ready.dataset(options.scale),
+            "dataset": ready.dataset(options.scale, options.tables),
             "contenders": [
                 {"key": c.key, "label": c.label, "command": c.command,
                  "unavailable": c.unavailable, "runs": runs[c.key],
                  "summary": report.summarize(runs[c.key], ready.size)}
                 for c in contenders],
-            "notes": [*options.notes, *NOTES[:2], settings_note(options.durable), *NOTES[3:]],
+            "notes": [*options.notes, *NOTES[:2], settings_note(options.durable), *NOTES[3:],
+                      *([TABLES_NOTE] if many else [])],
         }
         report.add_ratios(result["contenders"])
         return result
@@ -223,7 +247,7 @@ def _one_run(contender: Contender, round_no: int, source: LocalCluster, target: 
     if not target_db:
         result["error"] = "no contender of this round left a verified copy to read"
         return result
-    if contender.writes_target:
+    if contender.writes_target or contender.empty_target:
         dataset.recreate(target, target_db)
     dataset.checkpoint(source, target)
     workdir = Path(tempfile.mkdtemp(prefix=f"{contender.key}-", dir=workroot))
@@ -236,6 +260,10 @@ def _one_run(contender: Contender, round_no: int, source: LocalCluster, target: 
         result["usage"] = asdict(usage)
         if contender.writes_target:
             problems = check.differences(inventory, check.inventory(target.dsn(target_db)))
+        elif contender.empty_target:
+            after = check.inventory(target.dsn(target_db))
+            problems = [] if not after.rows and not after.indexes else [
+                f"{contender.label} wrote to the target ({len(after.rows)} tables)"]
         elif details.get("tables") != len(inventory.rows):
             problems = [f"verify compared {details.get('tables')} tables, the source has "
                         f"{len(inventory.rows)}"]

@@ -61,7 +61,11 @@ def test_every_contender_on_this_machine_ran_and_verified(bench_run: tuple[dict,
 def test_report_names_the_machine_the_settings_and_the_dataset(bench_run: tuple[dict, str, Path]) -> None:  # type: ignore[type-arg]
     result, table, _ = bench_run
     assert result["machine"]["cores"] >= 1 and result["machine"]["postgresql"]
-    assert result["settings"]["configured"]["fsync"] == "off"
+    # Durable by default (issue 13): RDS never runs with fsync off.
+    for name in ("fsync", "synchronous_commit", "full_page_writes"):
+        assert result["settings"]["configured"][name] == "on", name
+        assert result["settings"]["effective"][name] == "on", name
+    assert result["settings"]["effective"]["wal_level"] == "logical"
     assert "shared_buffers" in result["settings"]["effective"]
     dataset = result["dataset"]
     assert dataset["scale"] == 1 and dataset["payments_rows"] == 20000
@@ -115,6 +119,7 @@ def test_online_mode_measures_native_sync_lag_and_cutover(tmp_path: Path) -> Non
         assert set(run["phases"]) == {"schema", "copy_data (until every table is ready)",
                                       "post-data"}
     assert sync["seconds"] > 0 and sync["ratio_to_native"] > 0
+    assert result["copy"]["rounds"] == 2 and sync["ratio_to_copy"] > 0
     # Only the very first subscription finds the launcher rested; every later one waited for it.
     assert documented["runs"][0]["launcher_rest_s"] == 0
     assert native["runs"][0]["launcher_rest_s"] > 0
@@ -127,7 +132,39 @@ def test_online_mode_measures_native_sync_lag_and_cutover(tmp_path: Path) -> Non
     assert cutover["write_downtime_s"] > 0
     assert cutover["independent_check"] == "identical counts, indexes and constraints"
     assert result["load"]["transactions"] is None or result["load"]["transactions"] > 0
-    assert set(result["targets"]) == {"sync_ratio_to_native", "lag_p95_s", "write_downtime_s"}
+    assert set(result["targets"]) == {"sync_ratio_to_copy", "sync_ratio_to_native_indexes_after",
+                                      "lag_p95_s", "write_downtime_s"}
+    assert result["targets"]["write_downtime_s"]["target"] == 1.0
     for label in ("native copy_data=true", "rdsmigrate sync", "lag p50 / p95 / max",
                   "cutover write downtime"):
         assert label in proc.stdout
+
+
+def test_many_tables_mode_reports_every_size_and_how_each_phase_grows(tmp_path: Path) -> None:
+    """``python -m bench --tables 20,40``: two sizes of the many-tables dataset, one round each;
+    structure only (every contender verified, growth computed), no timing."""
+    out = tmp_path / "tables.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--tables", "20,40", "--rounds", "1",
+         "--only", "copy,pg_dump,sync,preflight,verify", "--timeout", "150", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["kind"] == "tables" and [r["dataset"]["many_tables"] for r in result["runs"]] \
+        == [20, 40]
+    for one, tables in zip(result["runs"], (20, 40), strict=True):
+        # the small tables and one parent per schema
+        assert one["dataset"]["table_count"] == tables + 50
+        assert one["dataset"]["total_rows"] == (tables + 50) * 100
+        assert one["settings"]["effective"]["max_locks_per_transaction"] == "512"
+        by_key = {c["key"]: c for c in one["contenders"]}
+        assert list(by_key) == ["copy", "pg_dump", "sync", "preflight", "verify"]
+        for key, contender in by_key.items():
+            assert [r["ok"] for r in contender["runs"]] == [True], (key, contender["runs"])
+        assert by_key["sync"]["runs"][0]["write_downtime_s"] > 0
+        assert by_key["preflight"]["runs"][0]["blockers"] == 0
+    summary = result["summary"]
+    assert [s["tables"] for s in summary["sizes"]] == [20, 40]
+    assert set(summary["sizes"][1]["ratios"]) == set(summary["targets"])
+    assert "copy (whole run)" in summary["growth_exponent"]
+    assert "issue 13 targets" in proc.stdout and "growth exponent" in proc.stdout
