@@ -28,7 +28,7 @@ from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
-from tests.conftest import admin, create_database, drop_database
+from tests.conftest import admin, create_database, drop_database, master
 
 PG15_BINDIR = "/usr/lib/postgresql/15/bin"
 
@@ -112,7 +112,8 @@ def _message(findings: list[preflight.Finding], code: str) -> str:
 
 
 def _sql(cluster: LocalCluster, dbname: str, statements: str) -> None:
-    with admin(cluster, dbname) as conn:
+    """As the master user: the objects are its own, as on RDS."""
+    with master(cluster, dbname) as conn:
         conn.execute(statements)
 
 

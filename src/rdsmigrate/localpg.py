@@ -30,6 +30,9 @@ from rdsmigrate.errors import UserError
 __all__ = ["LocalCluster", "embedded_bindir", "find_bindir", "local_cluster"]
 
 SUPERUSER = "postgres"
+"""The role ``dsn()`` and ``url()`` log in as by default: the superuser of a plain cluster. A cluster
+made with another ``superuser`` (the tests' RDS-like clusters name it ``rdsadmin``, as RDS does)
+has a non-superuser master user of this name instead, created by whoever set the cluster up."""
 
 # Settings for throwaway clusters: logical replication ready (the online path needs it), and
 # durability traded for speed because the data is disposable.
@@ -155,6 +158,7 @@ class LocalCluster:
 
     bindir: Path
     name: str = "pg"
+    superuser: str = SUPERUSER
     settings: dict[str, str] = field(default_factory=dict)
     port: int = 0
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
@@ -202,7 +206,7 @@ class LocalCluster:
             [
                 str(self.bindir / "initdb"),
                 "-D", str(self.datadir),
-                "-U", SUPERUSER,
+                "-U", self.superuser,
                 "--pwfile", str(pwfile),
                 "--auth-host=scram-sha-256",
                 "--auth-local=scram-sha-256",
@@ -217,7 +221,9 @@ class LocalCluster:
         with (self.datadir / "postgresql.auto.conf").open("a") as f:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
-        # Replication connections over TCP need their own pg_hba line.
+        # Replication connections over TCP need their own pg_hba line. initdb's own lines (and
+        # password_encryption, scram-sha-256 by default since PostgreSQL 14) make every TCP
+        # login a scram one.
         with (self.datadir / "pg_hba.conf").open("a") as f:
             f.write("host replication all 127.0.0.1/32 scram-sha-256\n")
         last_error = ""
