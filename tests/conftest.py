@@ -8,7 +8,8 @@ Every cluster is RDS-like, because that is the user the tool really gets: the su
 ``rdsadmin`` (as on RDS, where nobody may log in as it), and ``cluster.dsn()`` / ``cluster.url()``
 log in as the master user ``postgres`` (RDS's default master user name): LOGIN CREATEDB
 CREATEROLE, a scram-sha-256 password, member of ``rds_superuser`` (which holds
-``pg_signal_backend`` and ``pg_monitor``, and on PostgreSQL 16+ ``pg_create_subscription``). On a
+``pg_signal_backend`` and ``pg_monitor``); on PostgreSQL 16+ it holds ``pg_create_subscription``
+itself. On a
 source cluster the master user also has REPLICATION, standing in for RDS's ``rds_replication``
 (stock PostgreSQL knows no such role; we create one anyway and grant it, as RDS does). The test
 databases are created by, so owned by, the master user. A test that is about setup or about
@@ -50,14 +51,15 @@ def make_rds_like(cluster: LocalCluster, *, source: bool) -> None:
         conn.execute("SET password_encryption = 'scram-sha-256'")
         conn.execute("CREATE ROLE rds_superuser NOLOGIN")
         conn.execute("GRANT pg_signal_backend, pg_monitor TO rds_superuser")
-        if cluster.major >= 16:
-            conn.execute("GRANT pg_create_subscription TO rds_superuser")
         conn.execute("CREATE ROLE rds_replication NOLOGIN")
         conn.execute("GRANT rds_replication TO rds_superuser")
         conn.execute(sql.SQL(
             "CREATE ROLE {} LOGIN CREATEDB CREATEROLE {} PASSWORD {} IN ROLE rds_superuser"
         ).format(sql.Identifier(MASTER_USER), sql.SQL("REPLICATION" if source else "NOREPLICATION"),
                  sql.Literal(cluster.password)))
+        if cluster.major >= 16:
+            conn.execute(sql.SQL("GRANT pg_create_subscription TO {}").format(
+                sql.Identifier(MASTER_USER)))
         verifier = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
                                 [MASTER_USER]).fetchone()
         assert verifier and str(verifier[0]).startswith("SCRAM-SHA-256$"), "master password not scram"
@@ -112,6 +114,18 @@ def superuser_url(cluster: LocalCluster, dbname: str = "postgres") -> str:
 
 def superuser_dsn(cluster: LocalCluster, dbname: str = "postgres") -> str:
     return cluster.dsn(dbname, user=cluster.superuser)
+
+
+def online_target_url(cluster: LocalCluster, db: str) -> str:
+    """The target as the online path needs it. Stock PostgreSQL 15 lets only superusers create
+    subscriptions (RDS's 15 also lets rds_superuser, and 16+ has pg_create_subscription, which
+    the PostgreSQL 18 target's master user holds): on a 15 target the tool runs as superuser."""
+    return cluster.url(db) if cluster.major >= 16 else superuser_url(cluster, db)
+
+
+def online_target_dsn(cluster: LocalCluster, db: str) -> str:
+    """The same user as ``online_target_url``: what it created on a 15 target is the superuser's."""
+    return cluster.dsn(db) if cluster.major >= 16 else superuser_dsn(cluster, db)
 
 
 def master(cluster: LocalCluster, dbname: str = "postgres") -> psycopg.Connection[tuple]:  # type: ignore[type-arg]

@@ -21,7 +21,7 @@ from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.online import counts
-from tests.conftest import admin
+from tests.conftest import master, online_target_dsn, online_target_url
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
 
@@ -39,13 +39,13 @@ class Pair:
     def __init__(self, source: LocalCluster, sdb: str, target: LocalCluster, tdb: str) -> None:
         self.source, self.sdb, self.target, self.tdb = source, sdb, target, tdb
         self.src_ep = Endpoint.parse("source", source.url(sdb), "RDSMIGRATE_SOURCE")
-        self.tgt_ep = Endpoint.parse("target", target.url(tdb), "RDSMIGRATE_TARGET")
+        self.tgt_ep = Endpoint.parse("target", online_target_url(target, tdb), "RDSMIGRATE_TARGET")
 
     def src(self) -> psycopg.Connection[tuple]:  # type: ignore[type-arg]
         return psycopg.connect(self.source.dsn(self.sdb), autocommit=True)
 
     def tgt(self) -> psycopg.Connection[tuple]:  # type: ignore[type-arg]
-        return psycopg.connect(self.target.dsn(self.tdb), autocommit=True)
+        return psycopg.connect(online_target_dsn(self.target, self.tdb), autocommit=True)
 
     def write_and_leave(self, statement: str) -> None:
         """Run ``statement`` in its own session and wait until that backend has exited, as the
@@ -97,16 +97,16 @@ class Pair:
 @pytest.fixture
 def pair(pg_source: LocalCluster, pg_target: LocalCluster, source_db: str, target_db: str,
          tmp_path: Path) -> Iterator[Pair]:
-    with admin(pg_source, source_db) as conn:
+    with master(pg_source, source_db) as conn:
         conn.execute(SCHEMA)
     result = CliRunner().invoke(app, ["sync", "--source", pg_source.url(source_db),
-                                      "--target", pg_target.url(target_db), "--jobs", "2",
+                                      "--target", online_target_url(pg_target, target_db), "--jobs", "2",
                                       "--state-dir", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
     p = Pair(pg_source, source_db, pg_target, target_db)
     yield p
     CliRunner().invoke(app, ["abort", "--source", pg_source.url(source_db),
-                             "--target", pg_target.url(target_db), "--state-dir", str(tmp_path),
+                             "--target", online_target_url(pg_target, target_db), "--state-dir", str(tmp_path),
                              "--quiet"])
 
 

@@ -24,7 +24,13 @@ from typer.testing import CliRunner, Result
 
 from rdsmigrate.cli import app
 from rdsmigrate.localpg import LocalCluster
-from tests.conftest import create_database, drop_database, superuser_dsn, superuser_url
+from tests.conftest import (
+    create_database,
+    drop_database,
+    online_target_dsn,
+    online_target_url,
+    superuser_dsn,
+)
 from tests.dbcheck import assert_same
 from tests.tcpproxy import TcpProxy
 
@@ -61,21 +67,9 @@ def _cli(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
-def target_url(cluster: LocalCluster, db: str) -> str:
-    """The target as the online path needs it. Stock PostgreSQL 15 lets only superusers create
-    subscriptions (RDS's 15 also lets rds_superuser, and 16+ has pg_create_subscription, which
-    the PostgreSQL 18 target's master user holds): on a 15 target the tool runs as superuser."""
-    return cluster.url(db) if cluster.major >= 16 else superuser_url(cluster, db)
-
-
-def target_dsn(cluster: LocalCluster, db: str) -> str:
-    """The same user as ``target_url``: what it created on a 15 target is the superuser's."""
-    return cluster.dsn(db) if cluster.major >= 16 else superuser_dsn(cluster, db)
-
-
 def _args(cluster: LocalCluster, db: str, other: LocalCluster, other_db: str,
           state: Path) -> list[str]:
-    return ["--source", cluster.url(db), "--target", target_url(other, other_db),
+    return ["--source", cluster.url(db), "--target", online_target_url(other, other_db),
             "--state-dir", str(state)]
 
 
@@ -274,10 +268,10 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
     assert rejected and all("read-only transaction" in o.error for o in rejected)
     assert [o for o in work.outcomes if o.status == "error"] == []
 
-    fingerprints = assert_same(pg_source.dsn(source_db), target_dsn(pg_target, target_db))
+    fingerprints = assert_same(pg_source.dsn(source_db), online_target_dsn(pg_target, target_db))
     assert fingerprints["public.accounts"][0] > 2000 - 200
 
-    with psycopg.connect(target_dsn(pg_target, target_db), autocommit=True) as tgt:
+    with psycopg.connect(online_target_dsn(pg_target, target_db), autocommit=True) as tgt:
         accounts = {r[0] for r in tgt.execute("SELECT id FROM accounts").fetchall()}
         indoubt = {o.key for o in work.outcomes if o.status == "indoubt"}
         for o in work.outcomes:
@@ -316,7 +310,7 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
 def _wait_for_rows(target: LocalCluster, db: str, rows: int, failure: str) -> None:
     """Wait (30 s at most) until replication has brought table ``t`` to ``rows`` rows."""
     deadline = time.monotonic() + 30
-    with psycopg.connect(target_dsn(target, db), autocommit=True) as tgt:
+    with psycopg.connect(online_target_dsn(target, db), autocommit=True) as tgt:
         while tgt.execute("SELECT count(*) FROM t").fetchone() != (rows,):
             assert time.monotonic() < deadline, failure
             time.sleep(0.1)
@@ -350,7 +344,7 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         src.execute("DROP TABLE late")
 
     # The target cannot apply (a lock holds the replicated table) while the cutover waits.
-    with psycopg.connect(target_dsn(pg_target, target_db)) as blocker:
+    with psycopg.connect(online_target_dsn(pg_target, target_db)) as blocker:
         blocker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
             src.execute("INSERT INTO t VALUES (102, 'stuck behind the lock')")
@@ -418,14 +412,14 @@ def test_target_unreachable_in_the_middle_of_cutover_leaves_the_source_writable_
                      "INSERT INTO t SELECT g, g::text FROM generate_series(1, 100) g")
     state = tmp_path / "state"
     with TcpProxy(pg_target.port) as proxy:
-        proxied = target_url(pg_target, target_db).replace(f":{pg_target.port}/", f":{proxy.port}/")
+        proxied = online_target_url(pg_target, target_db).replace(f":{pg_target.port}/", f":{proxy.port}/")
         args = ["--source", pg_source.url(source_db), "--target", proxied,
                 "--state-dir", str(state)]
         synced = _cli("sync", *args)
         assert synced.exit_code == 0, synced.output
 
         cut = threading.Event()
-        with psycopg.connect(target_dsn(pg_target, target_db)) as blocker:
+        with psycopg.connect(online_target_dsn(pg_target, target_db)) as blocker:
             # Apply waits behind this lock, so the cutover is still waiting for the target when
             # the proxy goes down; released once it is down, so the wait itself ends.
             blocker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
@@ -467,7 +461,7 @@ def test_target_unreachable_in_the_middle_of_cutover_leaves_the_source_writable_
         # With the target reachable again, the same cutover goes through.
         done = _cli("cutover", *args, "--json")
         assert done.exit_code == 0, done.output
-    assert_same(pg_source.dsn(source_db), target_dsn(pg_target, target_db))
+    assert_same(pg_source.dsn(source_db), online_target_dsn(pg_target, target_db))
 
 
 def test_tables_without_replica_identity_are_refused_unless_consented_then_verified_in_full(
@@ -486,7 +480,7 @@ def test_tables_without_replica_identity_are_refused_unless_consented_then_verif
     assert "public.loose" in refused.stderr and "--replica-identity-full" in refused.stderr
     assert "public.keyed" not in refused.stderr
     _nothing_left(pg_source, source_db, pg_target, target_db)
-    with psycopg.connect(target_dsn(pg_target, target_db)) as tgt:
+    with psycopg.connect(online_target_dsn(pg_target, target_db)) as tgt:
         assert tgt.execute("SELECT count(*) FROM pg_class WHERE relname IN ('keyed', 'loose')"
                            ).fetchone() == (0,)
 
@@ -501,7 +495,7 @@ def test_tables_without_replica_identity_are_refused_unless_consented_then_verif
     report = json.loads(cut.stdout)
     assert report["verify"] == "full" and report["tables_checked"] == 2
     assert report["large_objects"] == 1
-    assert_same(pg_source.dsn(source_db), target_dsn(pg_target, target_db))
+    assert_same(pg_source.dsn(source_db), online_target_dsn(pg_target, target_db))
     _nothing_left(pg_source, source_db, pg_target, target_db)
 
 

@@ -28,7 +28,7 @@ from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
-from tests.conftest import admin, create_database, drop_database, master
+from tests.conftest import admin, create_database, drop_database, master, online_target_dsn
 
 PG15_BINDIR = "/usr/lib/postgresql/15/bin"
 
@@ -114,6 +114,11 @@ def _message(findings: list[preflight.Finding], code: str) -> str:
 def _sql(cluster: LocalCluster, dbname: str, statements: str) -> None:
     """As the master user: the objects are its own, as on RDS."""
     with master(cluster, dbname) as conn:
+        conn.execute(statements)
+
+
+def _sql_admin(cluster: LocalCluster, dbname: str, statements: str) -> None:
+    with admin(cluster, dbname) as conn:
         conn.execute(statements)
 
 
@@ -322,8 +327,9 @@ def test_role_without_replication_warns_for_copy_blocks_for_sync_and_leftover_sl
             assert f"ALTER ROLE {role} REPLICATION" in message and "rds_replication" in message
             assert "pg_export_snapshot" in message
             assert slot in _message(report.warnings, "leftover-slots")
-            # When replication must follow the copy, the slot is required.
-            report = _run(dsn, pg_target.dsn(target_db), keep_slot="rdsmigrate_x")
+            # When replication must follow the copy, the slot is required (the target as the
+            # online path needs it on stock PostgreSQL 15: superuser).
+            report = _run(dsn, online_target_dsn(pg_target, target_db), keep_slot="rdsmigrate_x")
             assert _codes(report.blockers) == ["replication-privilege"]
             assert fingerprint(pg_source, source_db) == before
     finally:
@@ -411,12 +417,13 @@ def test_subscription_needs_the_privileges_of_pg_create_subscription_not_rds_sup
         # A plain copy needs no subscription.
         assert _run(pg_source.dsn(source_db), dsn).blockers == []
 
-        _sql(pg18_target, target18_db,
-             f'GRANT pg_create_subscription TO "{user}" WITH INHERIT FALSE')
+        # Setup: granting pg_create_subscription needs its ADMIN option (the superuser's).
+        _sql_admin(pg18_target, target18_db,
+                   f'GRANT pg_create_subscription TO "{user}" WITH INHERIT FALSE')
         assert _codes(_run(pg_source.dsn(source_db), dsn, keep_slot="rdsmigrate_x")
                       .blockers) == ["target-subscription"]
-        _sql(pg18_target, target18_db, f'REVOKE pg_create_subscription FROM "{user}";'
-                                       f'GRANT pg_create_subscription TO "{user}"')
+        _sql_admin(pg18_target, target18_db, f'REVOKE pg_create_subscription FROM "{user}";'
+                                             f'GRANT pg_create_subscription TO "{user}"')
         assert _run(pg_source.dsn(source_db), dsn, keep_slot="rdsmigrate_x").blockers == []
 
 
