@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from rdsmigrate.infra.settings import SettingsError, StagingSettings, windows_overlap
+from rdsmigrate.infra.settings import (
+    SettingsError,
+    StagingSettings,
+    unknown_key_error,
+    windows_overlap,
+)
 from tests.infra.conftest import REPO, clean_env
 
 pytestmark = pytest.mark.xdist_group("infra")
+
+_SOURCE = {
+    "sourceVpcId": "vpc-0a1b2c3d4e5f60718",
+    "sourceVpcCidr": "10.20.0.0/16",
+    "sourceRouteTableIds": "rtb-0a1b2c3d4e5f60711",
+    "sourceSecurityGroupId": "sg-0a1b2c3d4e5f60733",
+    "sourceDbInstanceId": "dev-paymentdb",
+}
+_NO_TABLES = {k: v for k, v in _SOURCE.items() if k != "sourceRouteTableIds"}
+_APP_20 = "10.20.10.0/24,10.20.11.0/24,10.20.12.0/24"
+_ROLE = "arn:aws:iam::210987654321:role/peer"
+_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dev-AbC123"
 
 CASES = [
     # (context, key, bad value as printed, a fragment of "what is allowed")
@@ -91,6 +109,75 @@ CASES = [
     ({"alarmEmail": "not-an-address"}, "alarmEmail", '"not-an-address"', "one e-mail address"),
     ({"account": "1234"}, "account", '"1234"', "12-digit"),
     ({"snapshotIdentifier": "dev--snap"}, "snapshotIdentifier", '"dev--snap"', "snapshot"),
+    # The source network (issue 11): all-or-nothing, not overlapping, compatible.
+    ({"sourceVpcId": "vpc-0a1b2c3d4e5f60718"}, "sourceVpcCidr", "null", "all-or-nothing"),
+    ({**_NO_TABLES}, "sourceRouteTableIds", "null", "required with sourceVpcId"),
+    ({"sourcePort": "6432"}, "sourceVpcId", "null", "required with sourcePort"),
+    ({**_SOURCE, "sourceVpcId": "vpc-1"}, "sourceVpcId", '"vpc-1"', "vpc-0123456789abcdef0"),
+    (
+        {**_SOURCE, "sourceVpcCidr": "10.1.128.0/20"},
+        "sourceVpcCidr",
+        '"10.1.128.0/20"',
+        "overlaps the staging VPC 10.1.0.0/16",
+    ),
+    (
+        {**_SOURCE, "stagingVpcCidr": "10.20.0.0/16", "appSubnetCidrs": _APP_20},
+        "sourceVpcCidr",
+        '"10.20.0.0/16"',
+        "overlaps the staging VPC 10.20.0.0/16",
+    ),
+    ({**_SOURCE, "sourceVpcCidr": "10.20.0.0/33"}, "sourceVpcCidr", '"10.20.0.0/33"', "CIDR"),
+    (
+        {**_SOURCE, "sourceRouteTableIds": "rtb-0a1b2c3d4e5f60711,subnet-1"},
+        "sourceRouteTableIds",
+        '"rtb-0a1b2c3d4e5f60711,subnet-1"',
+        "rtb-0123456789abcdef0",
+    ),
+    ({**_SOURCE, "sourceSecurityGroupId": "sg-x"}, "sourceSecurityGroupId", '"sg-x"', "sg-0123"),
+    ({**_SOURCE, "sourceDbInstanceId": "dev--db"}, "sourceDbInstanceId", '"dev--db"', "RDS DB"),
+    ({**_SOURCE, "sourcePort": "0"}, "sourcePort", '"0"', "greater than or equal to 1"),
+    (
+        {**_SOURCE, "sourceAccount": "210987654321"},
+        "sourcePeerRoleArn",
+        "null",
+        "required with sourceAccount",
+    ),
+    (
+        {**_SOURCE, "sourcePeerRoleArn": _ROLE},
+        "sourcePeerRoleArn",
+        json.dumps(_ROLE),
+        "needs sourceAccount",
+    ),
+    (
+        {**_SOURCE, "sourceAccount": "111111111111", "sourcePeerRoleArn": _ROLE},
+        "sourcePeerRoleArn",
+        json.dumps(_ROLE),
+        "not of sourceAccount 111111111111",
+    ),
+    (
+        {**_SOURCE, "account": "123456789012", "sourceAccount": "123456789012"},
+        "sourceAccount",
+        '"123456789012"',
+        "leave sourceAccount unset",
+    ),
+    (
+        {
+            **_SOURCE,
+            "sourceAccount": "210987654321",
+            "sourcePeerRoleArn": _ROLE,
+            "sourceTransitGatewayId": "tgw-0a1b2c3d4e5f60744",
+        },
+        "sourceTransitGatewayId",
+        '"tgw-0a1b2c3d4e5f60744"',
+        "either sourceTransitGatewayId or sourceAccount + sourcePeerRoleArn",
+    ),
+    (
+        {**_SOURCE, "sourceSecretArn": _SECRET.replace("us-east-1", "eu-west-1")},
+        "sourceSecretArn",
+        json.dumps(_SECRET.replace("us-east-1", "eu-west-1")),
+        "a secret in us-east-1",
+    ),
+    ({**_SOURCE, "sourceSecretArn": "dev/paymentdb"}, "sourceSecretArn", '"dev/paymentdb"', "ARN"),
 ]
 
 
@@ -163,4 +250,66 @@ def test_app_py_prints_one_line_and_exits_non_zero_on_bad_context() -> None:
     assert lines == [
         'error: invalid context value stagingVpcCidr="10.1.0.0/33": not an IPv4 CIDR block '
         "('33' is not a valid netmask)"
+    ]
+
+
+def test_a_complete_source_context_parses_and_without_one_there_is_none() -> None:
+    assert StagingSettings.parse({}).source is None
+    source = StagingSettings.parse(
+        {**_SOURCE, "sourceRouteTableIds": "rtb-0a1b2c3d4e5f60711, rtb-0a1b2c3d4e5f60722"}
+    ).source
+    assert source is not None
+    assert source.route_table_ids == ("rtb-0a1b2c3d4e5f60711", "rtb-0a1b2c3d4e5f60722")
+    assert source.port == 5432 and source.same_account
+    assert StagingSettings.parse(
+        {
+            **_SOURCE,
+            "sourceAccount": "210987654321",
+            "sourceTransitGatewayId": "tgw-0a1b2c3d4e5f60744",
+        }
+    ).source
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("sourceVpcID", "did you mean sourceVpcId?"),
+        ("sourcevpccidr", "did you mean sourceVpcCidr?"),
+        ("stagingVpcCIDR", "did you mean stagingVpcCidr?"),
+        ("alarmEmial", "did you mean alarmEmail?"),
+        ("sourceSubnetIds", "allowed keys: stagingVpcCidr, sourceVpcId,"),
+        ("stagingFoo", "allowed keys: stagingVpcCidr, sourceVpcId,"),
+    ],
+)
+def test_a_key_that_looks_like_ours_is_refused_naming_the_close_match(key: str, hint: str) -> None:
+    message = unknown_key_error([key])
+    assert message is not None and message.startswith(f"unknown context key {key}: ")
+    assert hint in message
+
+
+def test_cdk_own_context_keys_are_not_ours_to_refuse() -> None:
+    assert (
+        unknown_key_error(
+            [
+                "@aws-cdk/core:newStyleStackSynthesis",
+                "aws:cdk:enable-path-metadata",
+                "acknowledged-issue-numbers",
+                "availability-zones:account=1:region=x",
+            ]
+        )
+        is None
+    )
+
+
+@pytest.mark.xdist_group("infra-cli")
+def test_app_py_refuses_a_misspelt_source_key_in_one_line() -> None:
+    env = clean_env()
+    env["CDK_CONTEXT_JSON"] = json.dumps({**_SOURCE, "sourceVpcID": "vpc-0a1b2c3d4e5f60718"})
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown context key sourceVpcID: this stack does not read it; "
+        "did you mean sourceVpcId?"
     ]

@@ -25,6 +25,20 @@ CTX_INSTANCE_CLASS: Final = "instanceClass"
 CTX_BACKUP_WINDOW: Final = "backupWindow"
 CTX_MAINTENANCE_WINDOW: Final = "maintenanceWindow"
 CTX_SNAPSHOT_IDENTIFIER: Final = "snapshotIdentifier"
+# The development (source) network, issue 11. All-or-nothing: see settings.SourceNetwork.
+CTX_SOURCE_VPC_ID: Final = "sourceVpcId"
+CTX_SOURCE_VPC_CIDR: Final = "sourceVpcCidr"
+CTX_SOURCE_ROUTE_TABLE_IDS: Final = "sourceRouteTableIds"
+CTX_SOURCE_SECURITY_GROUP_ID: Final = "sourceSecurityGroupId"
+CTX_SOURCE_DB_INSTANCE_ID: Final = "sourceDbInstanceId"
+CTX_SOURCE_PORT: Final = "sourcePort"
+CTX_SOURCE_ACCOUNT: Final = "sourceAccount"
+CTX_SOURCE_PEER_ROLE_ARN: Final = "sourcePeerRoleArn"
+CTX_SOURCE_TRANSIT_GATEWAY_ID: Final = "sourceTransitGatewayId"
+CTX_SOURCE_SECRET_ARN: Final = "sourceSecretArn"
+# Unknown context keys with these prefixes are refused rather than ignored: a misspelt
+# `sourceVpcID` would otherwise deploy a stack with no path to the source at all.
+OWN_CONTEXT_PREFIXES: Final = ("source", "staging")
 
 DEFAULT_ENVIRONMENT_SUFFIX: Final = "staging-001"
 DEFAULT_VPC_CIDR: Final = "10.1.0.0/16"
@@ -68,6 +82,17 @@ LOG_MIN_DURATION_STATEMENT_MS: Final = 1000
 PASSWORD_EXCLUDE_CHARACTERS: Final = "/@\" '\\:;%+~`#$&*()|[]{}<>?!"
 ROTATION_DAYS: Final = 30
 FLOW_LOG_RETENTION_DAYS: Final = 365
+DEFAULT_SOURCE_PORT: Final = 5432
+HTTPS_PORT: Final = 443
+
+# The migration runner (issue 11); names agreed with `rdsmigrate aws run` (notes/interfaces.md).
+RUNNER_TASK_FAMILY: Final = "rdsmigrate-runner"
+RUNNER_CONTAINER_NAME: Final = "rdsmigrate"
+RUNNER_LOG_STREAM_PREFIX: Final = "runner"
+# pg_dump/pg_restore and the copy workers run in the task; 1 vCPU / 2 GiB is the smallest
+# Fargate size that keeps a parallel copy from swapping (the copy is bound by the servers).
+RUNNER_CPU: Final = 1024
+RUNNER_MEMORY_MIB: Final = 2048
 
 # Instance families RDS for PostgreSQL 14-18 offers; t2 is gone from PostgreSQL 13+.
 INSTANCE_FAMILIES: Final = (
@@ -126,5 +151,7 @@ FREEABLE_MEMORY_ALARM_BYTES: Final = 256 * 1024**2
 # WAL kept for a stalled logical replication slot (the migration's CDC) shows up here first.
 TRANSACTION_LOGS_ALARM_BYTES: Final = 10 * 1024**3
 ALARM_PERIOD_MINUTES: Final = 5
+# The development instance holds the slot: WAL it keeps for staging and how far behind it is.
+SOURCE_SLOT_LAG_ALARM_BYTES: Final = 5 * 1024**3
 
 TAGS: Final = {"Environment": "staging", "CostCenter": "engineering", "ManagedBy": "CDK"}

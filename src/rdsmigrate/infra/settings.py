@@ -7,9 +7,11 @@ construct, and never after CloudFormation has started creating resources.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aws_cdk import aws_rds as rds
@@ -22,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from rdsmigrate.infra import constants as c
@@ -29,6 +32,14 @@ from rdsmigrate.infra import constants as c
 
 class SettingsError(ValueError):
     """A context value the stack cannot be built from; `str()` is the one line users see."""
+
+
+class _KeyError(ValueError):
+    """A check across several keys, reported under the key the user has to change."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _as_list(value: Any) -> Any:
@@ -63,6 +74,15 @@ _SNAPSHOT = re.compile(
     r"^(arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:snapshot:)?(rds:)?[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)$"
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{8,17}$")
+_SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_TRANSIT_GATEWAY_ID = re.compile(r"^tgw-[0-9a-f]{8,17}$")
+_DB_INSTANCE_ID = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}(?<!-)$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$"
+)
 
 
 def daily_window_minutes(window: str) -> tuple[int, int]:
@@ -160,6 +180,18 @@ class StagingSettings(BaseModel):
     backup_window: str = Field(c.DEFAULT_BACKUP_WINDOW, alias=c.CTX_BACKUP_WINDOW)
     maintenance_window: str = Field(c.DEFAULT_MAINTENANCE_WINDOW, alias=c.CTX_MAINTENANCE_WINDOW)
     snapshot_identifier: OptionalStr = Field(None, alias=c.CTX_SNAPSHOT_IDENTIFIER)
+    source_vpc_id: OptionalStr = Field(None, alias=c.CTX_SOURCE_VPC_ID)
+    source_vpc_cidr: OptionalStr = Field(None, alias=c.CTX_SOURCE_VPC_CIDR)
+    source_route_table_ids: Annotated[list[str] | None, BeforeValidator(_as_list)] = Field(
+        None, alias=c.CTX_SOURCE_ROUTE_TABLE_IDS
+    )
+    source_security_group_id: OptionalStr = Field(None, alias=c.CTX_SOURCE_SECURITY_GROUP_ID)
+    source_db_instance_id: OptionalStr = Field(None, alias=c.CTX_SOURCE_DB_INSTANCE_ID)
+    source_port: int = Field(c.DEFAULT_SOURCE_PORT, alias=c.CTX_SOURCE_PORT, ge=1, le=65535)
+    source_account: OptionalStr = Field(None, alias=c.CTX_SOURCE_ACCOUNT)
+    source_peer_role_arn: OptionalStr = Field(None, alias=c.CTX_SOURCE_PEER_ROLE_ARN)
+    source_transit_gateway_id: OptionalStr = Field(None, alias=c.CTX_SOURCE_TRANSIT_GATEWAY_ID)
+    source_secret_arn: OptionalStr = Field(None, alias=c.CTX_SOURCE_SECRET_ARN)
 
     @field_validator("environment_suffix")
     @classmethod
@@ -314,6 +346,167 @@ class StagingSettings(BaseModel):
             raise ValueError("allowed: a DB snapshot identifier or snapshot ARN, or leave it unset")
         return value
 
+    @field_validator("source_vpc_id")
+    @classmethod
+    def _source_vpc(cls, value: str | None) -> str | None:
+        return _matching(value, _VPC_ID, "a VPC id such as vpc-0123456789abcdef0")
+
+    @field_validator("source_vpc_cidr")
+    @classmethod
+    def _source_cidr(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 CIDR block ({exc})") from None
+        if not 16 <= network.prefixlen <= 28:
+            raise ValueError("allowed: the source VPC's IPv4 CIDR block, /16 to /28")
+        staging = info.data.get("staging_vpc_cidr")
+        if staging is not None and network.overlaps(ipaddress.IPv4Network(staging)):
+            raise ValueError(
+                f"overlaps the staging VPC {staging}, so no route can tell them apart; allowed: "
+                f"a source CIDR outside {staging}, or pick another stagingVpcCidr"
+            )
+        return value
+
+    @field_validator("source_route_table_ids")
+    @classmethod
+    def _source_route_tables(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value or len(set(value)) != len(value):
+            raise ValueError("allowed: one or more distinct route table ids, comma-separated")
+        for table in value:
+            _matching(table, _ROUTE_TABLE_ID, "route table ids such as rtb-0123456789abcdef0")
+        return value
+
+    @field_validator("source_security_group_id")
+    @classmethod
+    def _source_sg(cls, value: str | None) -> str | None:
+        return _matching(
+            value, _SECURITY_GROUP_ID, "a security group id such as sg-0123456789abcdef0"
+        )
+
+    @field_validator("source_db_instance_id")
+    @classmethod
+    def _source_instance(cls, value: str | None) -> str | None:
+        return _matching(
+            value, _DB_INSTANCE_ID, "an RDS DB instance identifier such as dev-paymentdb"
+        )
+
+    @field_validator("source_account")
+    @classmethod
+    def _source_account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"\d{12}", value):
+            raise ValueError("allowed: the 12-digit id of the source's AWS account")
+        if value == info.data.get("account"):
+            raise ValueError(
+                "is this stack's own account; allowed: leave sourceAccount unset for a source "
+                "in the same account"
+            )
+        return value
+
+    @field_validator("source_peer_role_arn")
+    @classmethod
+    def _peer_role(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        match = _ROLE_ARN.match(value)
+        if not match:
+            raise ValueError("allowed: an IAM role ARN such as arn:aws:iam::210987654321:role/peer")
+        account = info.data.get("source_account")
+        if account is None:
+            raise ValueError(
+                "needs sourceAccount, the account the role is in; allowed: set sourceAccount, "
+                "or drop sourcePeerRoleArn for a same-account source"
+            )
+        if match.group(1) != account:
+            raise ValueError(
+                f"is a role of account {match.group(1)}, not of sourceAccount {account}; "
+                "allowed: the peer-acceptance role in the source's account"
+            )
+        return value
+
+    @field_validator("source_transit_gateway_id")
+    @classmethod
+    def _transit_gateway(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        _matching(value, _TRANSIT_GATEWAY_ID, "a transit gateway id such as tgw-0123456789abcdef0")
+        if info.data.get("source_peer_role_arn") is not None:
+            raise ValueError(
+                "a transit gateway replaces the peering that sourcePeerRoleArn would accept; "
+                "allowed: either sourceTransitGatewayId or sourceAccount + sourcePeerRoleArn"
+            )
+        return value
+
+    @field_validator("source_secret_arn")
+    @classmethod
+    def _source_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        match = _SECRET_ARN.match(value)
+        if not match:
+            raise ValueError(
+                "allowed: the full ARN of a Secrets Manager secret (ending in -XXXXXX)"
+            )
+        region = info.data.get("region")
+        if region is not None and match.group(1) != region:
+            raise ValueError(
+                f"is in {match.group(1)}, but the runner reaches Secrets Manager only through "
+                f"its endpoint in {region}; allowed: a secret in {region} (replicate it there)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _source_all_or_nothing(self) -> StagingSettings:
+        given = [
+            key
+            for key, name in _SOURCE_FIELDS.items()
+            if name in self.model_fields_set and getattr(self, name) is not None
+        ]
+        if not given:
+            return self
+        if self.source_account is not None and not (
+            self.source_peer_role_arn or self.source_transit_gateway_id
+        ):
+            raise _KeyError(
+                c.CTX_SOURCE_PEER_ROLE_ARN,
+                "required with sourceAccount (a role there that accepts the peering); "
+                "allowed: its ARN, or sourceTransitGatewayId for a shared transit gateway",
+            )
+        for key in _SOURCE_REQUIRED:
+            if getattr(self, _SOURCE_FIELDS[key]) is None:
+                raise _KeyError(
+                    key,
+                    f"required with {given[0]}: the source network is all-or-nothing; "
+                    f"allowed: set {', '.join(_SOURCE_REQUIRED)} together, or no source key",
+                )
+        return self
+
+    @property
+    def source(self) -> SourceNetwork | None:
+        """The development network, or None when no source context is given."""
+        if self.source_vpc_id is None:
+            return None
+        assert self.source_vpc_cidr and self.source_route_table_ids
+        assert self.source_security_group_id and self.source_db_instance_id
+        return SourceNetwork(
+            vpc_id=self.source_vpc_id,
+            vpc_cidr=self.source_vpc_cidr,
+            route_table_ids=tuple(self.source_route_table_ids),
+            security_group_id=self.source_security_group_id,
+            db_instance_id=self.source_db_instance_id,
+            port=self.source_port,
+            account=self.source_account,
+            peer_role_arn=self.source_peer_role_arn,
+            transit_gateway_id=self.source_transit_gateway_id,
+            secret_arn=self.source_secret_arn,
+        )
+
     @property
     def engine_major(self) -> str:
         return self.engine_version.split(".")[0]
@@ -334,6 +527,9 @@ class StagingSettings(BaseModel):
     @classmethod
     def from_context(cls, node: Node) -> StagingSettings:
         """Read every key from the construct tree's context (cdk.json, `-c`, App(context=))."""
+        unknown = unknown_key_error(list(node.get_all_context()))
+        if unknown is not None:
+            raise SettingsError(unknown)
         raw = {}
         for field in cls.model_fields.values():
             assert field.alias is not None
@@ -350,6 +546,69 @@ class StagingSettings(BaseModel):
             raise SettingsError(_one_line(exc, raw)) from None
 
 
+@dataclass(frozen=True)
+class SourceNetwork:
+    """The development side, as validated: what the stack connects the staging VPC to."""
+
+    vpc_id: str
+    vpc_cidr: str
+    route_table_ids: tuple[str, ...]
+    security_group_id: str
+    db_instance_id: str
+    port: int
+    account: str | None
+    peer_role_arn: str | None
+    transit_gateway_id: str | None
+    secret_arn: str | None
+
+    @property
+    def same_account(self) -> bool:
+        """Only then can this stack write the source's route tables and security group."""
+        return self.account is None
+
+
+_SOURCE_FIELDS = {
+    field.alias: name
+    for name, field in StagingSettings.model_fields.items()
+    if field.alias and field.alias.startswith("source")
+}
+_SOURCE_REQUIRED = (
+    c.CTX_SOURCE_VPC_ID,
+    c.CTX_SOURCE_VPC_CIDR,
+    c.CTX_SOURCE_ROUTE_TABLE_IDS,
+    c.CTX_SOURCE_SECURITY_GROUP_ID,
+    c.CTX_SOURCE_DB_INSTANCE_ID,
+)
+
+
+def _matching(value: str | None, pattern: re.Pattern[str], allowed: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"allowed: {allowed}")
+    return value
+
+
+def unknown_key_error(keys: list[str]) -> str | None:
+    """The one line for a context key that looks like one of ours but is not (a typo).
+
+    CDK itself puts keys such as `@aws-cdk/...` feature flags, `aws:cdk:...` and lookup
+    results (`availability-zones:account=...`) into the context; those never look like ours.
+    """
+    known = [f.alias for f in StagingSettings.model_fields.values() if f.alias]
+    by_lower = {k.lower(): k for k in known}
+    for key in keys:
+        if key in known or any(ch in key for ch in ":@/"):
+            continue
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.8)
+        if close or key.lower().startswith(c.OWN_CONTEXT_PREFIXES):
+            hint = (
+                f"did you mean {by_lower[close[0]]}?"
+                if close
+                else f"allowed keys: {', '.join(k for k in known if k.startswith(('source', 'staging')))}"
+            )
+            return f"unknown context key {key}: this stack does not read it; {hint}"
+    return None
+
+
 def database_subnet_cidrs(vpc_cidr: str) -> list[str]:
     """The /24s CDK's `Vpc` allocates first, in order, to the database subnet group."""
     vpc = ipaddress.IPv4Network(vpc_cidr)
@@ -361,7 +620,10 @@ def _one_line(exc: ValidationError, raw: dict[str, Any]) -> str:
     error = exc.errors(include_url=False)[0]
     aliases = {name: field.alias for name, field in StagingSettings.model_fields.items()}
     key = str(error["loc"][0]) if error["loc"] else "context"
+    cause = error.get("ctx", {}).get("error")
     key = aliases.get(key) or key  # defaults are reported under the Python field name
     value = raw.get(key, error.get("input"))
+    if isinstance(cause, _KeyError):
+        key, value = cause.key, raw.get(cause.key)
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"invalid context value {key}={json.dumps(value)}: {message}".replace("\n", " ")
