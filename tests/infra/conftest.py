@@ -26,7 +26,30 @@ from rdsmigrate.infra.stack import RdsMigrationStack, build
 
 REPO = Path(__file__).resolve().parents[2]
 
-SNAPSHOT_CONTEXT = {"snapshotIdentifier": "dev-paymentdb-final-encrypted"}
+# The development network (issue 11), as `cdk -c key=value` delivers it: strings only.
+SOURCE_CONTEXT = {
+    "sourceVpcId": "vpc-0a1b2c3d4e5f60718",
+    "sourceVpcCidr": "10.20.0.0/16",
+    "sourceRouteTableIds": "rtb-0a1b2c3d4e5f60711,rtb-0a1b2c3d4e5f60722",
+    "sourceSecurityGroupId": "sg-0a1b2c3d4e5f60733",
+    "sourceDbInstanceId": "dev-paymentdb",
+}
+SOURCE_ACCOUNT = "210987654321"
+TRANSIT_GATEWAY = "tgw-0a1b2c3d4e5f60744"
+
+# Same-account peering, on a non-default port, with the source's credentials secret.
+PEERING_CONTEXT = {
+    **SOURCE_CONTEXT,
+    "sourcePort": "6432",
+    "sourceSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dev/paymentdb-AbC123",
+}
+# Restored from a snapshot, the source reached through an existing transit gateway.
+SNAPSHOT_CONTEXT = {
+    "snapshotIdentifier": "dev-paymentdb-final-encrypted",
+    **SOURCE_CONTEXT,
+    "sourceTransitGatewayId": TRANSIT_GATEWAY,
+}
+# Another account and region; the source in a third account, peered with its role.
 ENV_CONTEXT = {
     "account": "123456789012",
     "region": "eu-west-1",
@@ -34,6 +57,10 @@ ENV_CONTEXT = {
     "instanceClass": "db.r6g.large",
     "alarmEmail": "dba-oncall@example.com",
     "environmentSuffix": "qa-7",
+    **SOURCE_CONTEXT,
+    "sourceAccount": SOURCE_ACCOUNT,
+    "sourcePeerRoleArn": f"arn:aws:iam::{SOURCE_ACCOUNT}:role/staging-peering-acceptor",
+    "sourceSecretArn": f"arn:aws:secretsmanager:eu-west-1:{SOURCE_ACCOUNT}:secret:dev-AbC123",
 }
 
 
@@ -83,7 +110,16 @@ def env_stack(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(ENV_CONTEXT, tmp_path_factory.mktemp("env"))
 
 
-@pytest.fixture(scope="session", params=["default", "snapshot", "env"])
+@pytest.fixture(scope="session")
+def peering_stack(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(PEERING_CONTEXT, tmp_path_factory.mktemp("peering"))
+
+
+# default: no source; peering: same account; snapshot: transit gateway; env: cross-account.
+STACKS = ["default", "peering", "snapshot", "env"]
+
+
+@pytest.fixture(scope="session", params=STACKS)
 def any_stack(request: pytest.FixtureRequest) -> Iterator[Synthesized]:
     yield request.getfixturevalue(f"{request.param}_stack")
 

@@ -18,7 +18,7 @@ def _alarms(stack: Synthesized) -> dict[str, dict[str, object]]:
     }
 
 
-def test_the_five_alarms_and_their_thresholds(default_stack: Synthesized) -> None:
+def test_the_five_staging_alarms_and_their_thresholds(default_stack: Synthesized) -> None:
     alarms = _alarms(default_stack)
     expected = {
         "CPUUtilization": ("GreaterThanThreshold", 80),
@@ -62,3 +62,45 @@ def test_alarm_email_subscribes_only_when_given(
     env_stack.template.has_resource_properties(
         "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "dba-oncall@example.com"}
     )
+
+
+def _source_alarms(stack: Synthesized) -> dict[str, dict[str, object]]:
+    return {
+        str(a["Properties"]["AlarmName"]): a["Properties"]
+        for a in stack.resources("AWS::CloudWatch::Alarm").values()
+        if str(a["Properties"]["AlarmName"]).startswith("source-")
+    }
+
+
+def test_the_development_instance_gets_wal_slot_and_storage_alarms(
+    peering_stack: Synthesized,
+) -> None:
+    """The slot lives on the development instance: its WAL, lag and storage are watched there."""
+    alarms = _source_alarms(peering_stack)
+    assert {
+        a["MetricName"]: (a["ComparisonOperator"], a["Threshold"]) for a in alarms.values()
+    } == {
+        "TransactionLogsDiskUsage": ("GreaterThanThreshold", 10 * GIB),
+        "OldestReplicationSlotLag": ("GreaterThanThreshold", 5 * GIB),
+        "FreeStorageSpace": ("LessThanThreshold", 10 * GIB),
+    }
+    topic, _ = peering_stack.one("AWS::SNS::Topic")
+    for alarm in alarms.values():
+        assert alarm["Namespace"] == "AWS/RDS"
+        assert alarm["Dimensions"] == [{"Name": "DBInstanceIdentifier", "Value": "dev-paymentdb"}]
+        assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_no_source_alarms_without_source_context(default_stack: Synthesized) -> None:
+    assert _source_alarms(default_stack) == {}
+
+
+def test_another_accounts_instance_is_watched_in_that_account(env_stack: Synthesized) -> None:
+    alarms = _source_alarms(env_stack)
+    assert len(alarms) == 3
+    for alarm in alarms.values():
+        (metric,) = alarm["Metrics"]  # type: ignore[misc]
+        assert metric["AccountId"] == "210987654321"
+        assert metric["MetricStat"]["Metric"]["Dimensions"] == [
+            {"Name": "DBInstanceIdentifier", "Value": "dev-paymentdb"}
+        ]

@@ -19,6 +19,10 @@ def _subnets(stack: Synthesized, kind: str) -> dict[str, str]:
     }
 
 
+def test_without_source_context_there_is_no_route_at_all(default_stack: Synthesized) -> None:
+    default_stack.template.resource_count_is("AWS::EC2::Route", 0)
+
+
 def test_vpc_cidr_and_three_database_subnets_in_the_given_zones(default_stack: Synthesized) -> None:
     default_stack.template.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": "10.1.0.0/16"})
     assert _subnets(default_stack, "DatabaseSubnet") == {
@@ -43,8 +47,22 @@ def test_with_an_account_three_zones_are_looked_up(env_stack: Synthesized) -> No
 
 
 def test_no_route_to_the_internet(any_stack: Synthesized) -> None:
-    for type_ in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::Route"):
+    for type_ in (
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::EgressOnlyInternetGateway",
+    ):
         any_stack.template.resource_count_is(type_, 0)
+    # The only routes lead to the source network (peering or transit gateway).
+    for route in any_stack.resources("AWS::EC2::Route").values():
+        targets = set(route["Properties"]) & {
+            "GatewayId",
+            "NatGatewayId",
+            "EgressOnlyInternetGatewayId",
+            "InstanceId",
+            "NetworkInterfaceId",
+        }
+        assert targets == set(), route
     for subnet in any_stack.resources("AWS::EC2::Subnet").values():
         assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
 
@@ -59,7 +77,9 @@ def test_db_subnet_group_holds_only_the_database_subnets(any_stack: Synthesized)
 
 def test_flow_logs_to_an_encrypted_retained_log_group(default_stack: Synthesized) -> None:
     key, _ = default_stack.one("AWS::KMS::Key")
-    group, _ = default_stack.one("AWS::Logs::LogGroup")
+    group = next(
+        k for k in default_stack.resources("AWS::Logs::LogGroup") if k.startswith("NetworkFlowLog")
+    )
     default_stack.template.has_resource(
         "AWS::Logs::LogGroup",
         {
@@ -89,7 +109,7 @@ def test_default_security_group_is_stripped(default_stack: Synthesized) -> None:
     )
 
 
-def test_database_accepts_only_the_app_tier_and_rotation(default_stack: Synthesized) -> None:
+def test_database_accepts_only_the_app_tier_rotation_and_runner(default_stack: Synthesized) -> None:
     db_sg = next(
         k
         for k in default_stack.resources("AWS::EC2::SecurityGroup")
@@ -113,6 +133,11 @@ def test_database_accepts_only_the_app_tier_and_rotation(default_stack: Synthesi
                 k
                 for k in default_stack.resources("AWS::EC2::SecurityGroup")
                 if k.startswith("RotationSecurityGroup")
+            ),
+            next(
+                k
+                for k in default_stack.resources("AWS::EC2::SecurityGroup")
+                if k.startswith("RunnerSecurityGroup")
             ),
         ]
     )

@@ -64,16 +64,19 @@ def test_rotation_security_group_reaches_postgres_and_the_endpoint(
             "ToPort": 5432,
         },
     )
-    for destination, port in ((db_sg, 5432), (endpoint_sg, 443)):
-        default_stack.template.has_resource_properties(
-            "AWS::EC2::SecurityGroupEgress",
-            {
-                "GroupId": {"Fn::GetAtt": [rotation_sg, "GroupId"]},
-                "DestinationSecurityGroupId": {"Fn::GetAtt": [destination, "GroupId"]},
-                "FromPort": port,
-                "ToPort": port,
-            },
-        )
+    egress = [
+        r["Properties"]
+        for r in default_stack.resources("AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [rotation_sg, "GroupId"]}
+    ]
+    egress += default_stack.json["Resources"][rotation_sg]["Properties"].get(
+        "SecurityGroupEgress", []
+    )
+    reached = {
+        (r["DestinationSecurityGroupId"]["Fn::GetAtt"][0], r["FromPort"], r["ToPort"])
+        for r in egress
+    }
+    assert reached == {(db_sg, 5432, 5432), (endpoint_sg, 443, 443)}
 
 
 def test_secrets_manager_is_reachable_through_a_private_endpoint(

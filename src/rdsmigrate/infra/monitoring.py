@@ -1,4 +1,4 @@
-"""Alarms on the staging database and the encrypted topic they notify."""
+"""Alarms on the staging database, on the development (source) instance, and their topic."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class Monitoring(Construct):
         environment_suffix: str,
         alarm_email: str | None,
         connections_threshold: int,
+        source_instance_id: str | None = None,
+        source_account: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.topic = sns.Topic(
@@ -110,26 +112,84 @@ class Monitoring(Construct):
                 "WAL on disk above 10 GiB: a replication slot is probably stalled",
             ),
         ]
-        action = cloudwatch_actions.SnsAction(self.topic)
+        self._action = cloudwatch_actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
         for spec in specs:
-            alarm = cloudwatch.Alarm(
-                self,
-                spec.id_,
-                alarm_name=f"{spec.name}-{environment_suffix}",
-                alarm_description=spec.description,
-                metric=instance.metric(
+            self._alarm(
+                spec,
+                environment_suffix,
+                instance.metric(
                     spec.metric,
                     statistic=spec.statistic,
                     period=Duration.minutes(c.ALARM_PERIOD_MINUTES),
                 ),
-                threshold=spec.threshold,
-                comparison_operator=spec.comparison,
-                evaluation_periods=spec.evaluation_periods,
-                # Kept from the original design: no page while the instance is being created or
-                # restored and has not published its first datapoints yet.
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-            self.alarms.append(alarm)
+        if source_instance_id is not None:
+            for spec in _source_specs(source_instance_id):
+                metric = cloudwatch.Metric(
+                    namespace="AWS/RDS",
+                    metric_name=spec.metric,
+                    dimensions_map={"DBInstanceIdentifier": source_instance_id},
+                    statistic=spec.statistic,
+                    period=Duration.minutes(c.ALARM_PERIOD_MINUTES),
+                    # Another account's metrics need CloudWatch cross-account observability
+                    # (this account as a monitoring account of the source's); see the README.
+                    account=source_account,
+                )
+                self._alarm(spec, environment_suffix, metric)
+
+    def _alarm(self, spec: _AlarmSpec, environment_suffix: str, metric: cloudwatch.IMetric) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            spec.id_,
+            alarm_name=f"{spec.name}-{environment_suffix}",
+            alarm_description=spec.description,
+            metric=metric,
+            threshold=spec.threshold,
+            comparison_operator=spec.comparison,
+            evaluation_periods=spec.evaluation_periods,
+            # Kept from the original design: no page while the instance is being created or
+            # restored and has not published its first datapoints yet.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(self._action)
+        alarm.add_ok_action(self._action)
+        self.alarms.append(alarm)
+
+
+def _source_specs(instance_id: str) -> list[_AlarmSpec]:
+    """The development instance holds the replication slot staging subscribes through, so
+    that is where WAL piles up while the subscription is stalled or the migration paused."""
+    return [
+        _AlarmSpec(
+            "SourceTransactionLogsAlarm",
+            "source-wal-disk-high",
+            "TransactionLogsDiskUsage",
+            "Maximum",
+            c.TRANSACTION_LOGS_ALARM_BYTES,
+            _ABOVE,
+            1,
+            f"WAL retained on the development instance {instance_id} above 10 GiB: the "
+            "staging subscription's slot is probably stalled",
+        ),
+        _AlarmSpec(
+            "SourceSlotLagAlarm",
+            "source-slot-lag-high",
+            "OldestReplicationSlotLag",
+            "Maximum",
+            c.SOURCE_SLOT_LAG_ALARM_BYTES,
+            _ABOVE,
+            1,
+            f"Oldest replication slot on {instance_id} more than 5 GiB behind",
+        ),
+        _AlarmSpec(
+            "SourceStorageAlarm",
+            "source-storage-low",
+            "FreeStorageSpace",
+            "Minimum",
+            c.FREE_STORAGE_ALARM_BYTES,
+            _BELOW,
+            1,
+            f"Free storage on the development instance {instance_id} below 10 GiB",
+        ),
+    ]

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from rdsmigrate.infra import constants as c
 from rdsmigrate.infra.nag import acknowledge, in_compliance_packs
 
 DATABASE_SUBNET_GROUP = "Database"
+# The construct id aws-cdk-lib gives the singleton function behind every AwsCustomResource.
+AWS_CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
+
+# The AWS APIs the migration runner calls from the isolated subnets, besides Secrets Manager
+# (which rotation already reaches): pulling its image (ECR API + registry), writing its log,
+# reading this stack's outputs (`--target stack:NAME`).
+RUNNER_API_ENDPOINTS = {
+    "EcrApiEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDockerEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "LogsEndpoint": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "CloudFormationEndpoint": ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION,
+}
 
 
 class Network(Construct):
@@ -105,6 +120,101 @@ class Network(Construct):
             ec2.Peer.ipv4(vpc_cidr),  # the literal, so the rule can be reviewed in the template
             ec2.Port.tcp(443),
             "HTTPS to Secrets Manager from inside the VPC (rotation function, application)",
+        )
+        self._runner_endpoints()
+
+    def _runner_endpoints(self) -> None:
+        """Interface endpoints share one security group that admits only the clients given to
+        `allow_endpoint_clients`; S3 is a gateway endpoint (free) because ECR serves image
+        layers from S3, limited by its policy to ECR's layer bucket."""
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="Interface endpoints of ECR, CloudWatch Logs and CloudFormation",
+            allow_all_outbound=False,
+        )
+        self.api_endpoints = {
+            name: self.vpc.add_interface_endpoint(
+                name,
+                service=service,
+                subnets=self.database_subnets,
+                private_dns_enabled=True,
+                security_groups=[self.endpoint_security_group],
+                open=False,
+            )
+            for name, service in RUNNER_API_ENDPOINTS.items()
+        }
+        self.s3_endpoint = self.vpc.add_gateway_endpoint(
+            "S3Endpoint",
+            service=ec2.GatewayVpcEndpointAwsService.S3,
+            subnets=[self.database_subnets],
+        )
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="EcrImageLayersOnly",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::prod-{Aws.REGION}-starport-layer-bucket/*"],
+            )
+        )
+        self.s3_prefix_list_id = self._s3_prefix_list_id()
+
+    def _s3_prefix_list_id(self) -> str:
+        """The id of the region's S3 prefix list, for a security group egress rule.
+
+        CloudFormation returns no prefix list id for a gateway endpoint, and the ids differ by
+        region; a context lookup would need an account at synth time. So an SDK call at deploy
+        time reads it (DescribeManagedPrefixLists takes no resource-level permissions).
+        """
+        name = f"com.amazonaws.{Aws.REGION}.s3"
+        call = cr.AwsSdkCall(
+            service="EC2",
+            action="describeManagedPrefixLists",
+            parameters={"Filters": [{"Name": "prefix-list-name", "Values": [name]}]},
+            physical_resource_id=cr.PhysicalResourceId.of(name),
+            output_paths=["PrefixLists.0.PrefixListId"],
+        )
+        lookup = cr.AwsCustomResource(
+            self,
+            "S3PrefixList",
+            on_create=call,
+            on_update=call,
+            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(
+                resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE
+            ),
+            install_latest_aws_sdk=False,
+        )
+        self._acknowledge_lookup(lookup)
+        return lookup.get_response_field("PrefixLists.0.PrefixListId")
+
+    def _acknowledge_lookup(self, lookup: cr.AwsCustomResource) -> None:
+        acknowledge(
+            lookup.node.find_child("CustomResourcePolicy"),
+            "ec2:DescribeManagedPrefixLists supports no resource-level permissions, so IAM "
+            "requires Resource *; the call only reads the ids of AWS-managed prefix lists. The "
+            "inline policy is the one AwsCustomResource generates for exactly that call.",
+            "AwsSolutions-IAM5[Resource::*]",
+            *in_compliance_packs("IAMNoInlinePolicy"),
+        )
+        # AwsCustomResource shares one function per stack, created at the stack's root.
+        function = Stack.of(self).node.find_child(AWS_CUSTOM_RESOURCE_FUNCTION)
+        resource = function.node.default_child
+        if isinstance(resource, lambda_.CfnFunction):
+            # One deploy-time call: one concurrent execution is all it ever needs.
+            resource.reserved_concurrent_executions = 1
+            # Its only DependsOn is its role, which the Role GetAtt orders already (W3005).
+            resource.add_deletion_override("DependsOn")
+        acknowledge(
+            function,
+            "The deploy-time prefix-list lookup calls the EC2 API, which the isolated subnets "
+            "cannot reach (no EC2 endpoint, no NAT); CloudFormation invokes it and reports a "
+            "failure as a failed deployment, so a dead-letter queue would never hold anything "
+            "to act on. Its role writes only its own logs (AWSLambdaBasicExecutionRole).",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            *in_compliance_packs("LambdaInsideVPC"),
+            *in_compliance_packs("LambdaDLQ", ("HIPAA.Security", "NIST.800.53.R5")),
         )
 
     def _drop_redundant_provider_dependency(self) -> None:

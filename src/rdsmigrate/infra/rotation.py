@@ -58,6 +58,11 @@ class SecretRotation(Construct):
             ec2.Port.tcp(c.DATABASE_PORT),
             "PostgreSQL from the secret rotation function",
         )
-        self.security_group.connections.allow_to(
-            endpoint, ec2.Port.tcp(443), "Rotation function to the Secrets Manager endpoint"
-        )
+        # Egress only: the endpoint's own group already admits the whole VPC on 443, and a
+        # second, narrower ingress rule would be one nobody can remove without noticing.
+        for group in endpoint.connections.security_groups:
+            self.security_group.add_egress_rule(
+                ec2.Peer.security_group_id(group.security_group_id),
+                ec2.Port.tcp(c.HTTPS_PORT),
+                "Rotation function to the Secrets Manager endpoint",
+            )
