@@ -66,8 +66,8 @@ class SourceLink(Construct):
             self._after_link(route, source)
 
         # Security group references work across a same-region peering within one account;
-        # across accounts they need the owner's id, which an egress rule cannot carry, and
-        # across a transit gateway they need a feature the gateway may not have: CIDRs there.
+        # across accounts they need the owner's id, which AWS::EC2::SecurityGroupEgress has no
+        # field for, and across a transit gateway a feature the gateway may lack: CIDRs there.
         by_reference = source.same_account and source.transit_gateway_id is None
         peer = (
             ec2.Peer.security_group_id(source.security_group_id)
