@@ -35,6 +35,7 @@ from pydantic import BaseModel, computed_field
 
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.db.selection import Resolved, resolve
 from rdsmigrate.db.tools import ClientTools, client_tools, server_major
 from rdsmigrate.errors import UserError
 from rdsmigrate.settings import CopyOptions
@@ -219,13 +220,17 @@ class Context:
         return target_role(self.tgt)
 
     @cached_property
+    def selected(self) -> Resolved:
+        """``--schema``/``--exclude-table`` resolved (UserError for a pattern matching nothing)."""
+        return resolve(self.src, self.options.selection)
+
+    @cached_property
     def tables(self) -> list[catalog.Table]:
-        selection = self.options.selection
-        return catalog.list_tables(self.src, selection.schemas, selection.exclude_tables)
+        return list(self.selected.tables)
 
     @cached_property
     def sequences(self) -> list[catalog.Sequence]:
-        return catalog.list_sequences(self.src, self.options.selection.schemas)
+        return self.selected.sequences_of(self.src)
 
     @cached_property
     def large_objects(self) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,9 @@ from psycopg import sql
 
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.db.selection import Resolved
 from rdsmigrate.db.tools import ClientTools
 from rdsmigrate.errors import UserError
-from rdsmigrate.settings import Selection
 
 # GUCs whose value is a list of names: each element must be quoted on its own, as pg_dump does.
 _LIST_GUCS = {"search_path", "temp_tablespaces", "local_preload_libraries",
@@ -52,7 +53,7 @@ class SchemaArchive:
         return out.splitlines()
 
 
-def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: Selection,
+def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: Resolved,
          path: Path) -> SchemaArchive:
     """``pg_dump --schema-only`` as of ``snapshot`` into ``path``, so schema and rows describe
     one instant."""
@@ -62,10 +63,7 @@ def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: 
             "--no-subscriptions"]
     if snapshot:
         args += ["--snapshot", snapshot]
-    for schema in selection.schemas:
-        args += ["--schema", schema]
-    for table in selection.exclude_tables:
-        args += ["--exclude-table", table]
+    args += selection.pg_dump_args()
     tools.run("pg_dump", args, source, what="dumping the schema")
     return SchemaArchive(path, tools)
 
@@ -99,9 +97,11 @@ def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
 
 def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], workdir: Path,
                   name: str, *, section: str, jobs: int = 1, roles: bool = False,
-                  tolerate_existing: bool = False, settings: dict[str, str] | None = None) -> None:
+                  tolerate_existing: bool = False, settings: dict[str, str] | None = None,
+                  atomic: bool = False) -> None:
     """``pg_restore`` of exactly ``lines`` (TOC entries) of ``section`` into the target, with
-    ``settings`` for its sessions."""
+    ``settings`` for its sessions; ``atomic``: in one transaction, stopping at the first error,
+    so that a failure leaves nothing behind."""
     if not lines:
         return
     listing = workdir / f"{name}.list"
@@ -111,6 +111,8 @@ def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], wo
         args += ["--no-owner", "--no-privileges"]
     if jobs > 1:
         args += ["--jobs", str(jobs)]
+    if atomic:
+        args.append("--single-transaction")
     args.append(str(archive.path))
     env = target.client_env()
     if settings:
@@ -127,16 +129,18 @@ def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], wo
     if errors:
         detail = target.redact(" | ".join(e.split("error:", 1)[1].strip() for e in errors[:3]))
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        rerun = ("nothing was restored (one transaction), so rerun the same command" if atomic
+                 else "rerun with --resume")
         raise UserError(
             f"restoring the {section} schema on target {target.describe()} failed: {detail}{more}. "
             "Fix the cause (a missing role or extension is the usual one: see rdsmigrate "
-            "preflight), then rerun with --resume"
+            f"preflight), then {rerun}"
         )
 
 
 def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool) -> None:
     restore_lines(archive, target, _restorable(archive, roles=roles), workdir, "pre-data",
-                  section="pre-data", roles=roles)
+                  section="pre-data", roles=roles, atomic=True)
 
 
 # TOC entry: "<dump id>; <catalog oid> <oid> <DESC> <schema> <tag...> <owner>"
@@ -315,7 +319,15 @@ def copy_database_settings(source_conn: psycopg.Connection[Any],
                 sql.Identifier(s.role), sql.Identifier(target_db), sql.Identifier(s.name), value)
         else:
             continue
-        target_conn.execute(stmt)
+        try:
+            target_conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise UserError(
+                f"the source's database setting {s.name} = {s.value!r}"
+                f"{f' (for role {s.role})' if s.role else ''} cannot be set on the target: "
+                f"{str(exc).strip().splitlines()[0]}. Remove it on the source (ALTER DATABASE "
+                f".. RESET {s.name}) or make the target accept it, then rerun"
+            ) from None
         applied += 1
     row = source_conn.execute(
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
@@ -336,6 +348,18 @@ def _guc_value(name: str, value: str) -> sql.Composable:
             item = item[1:-1].replace('""', '"')
         items.append(sql.Literal(item))
     return sql.SQL(", ").join(items)
+
+
+def drop_roles(target_conn: psycopg.Connection[Any], names: Seq[str]) -> list[str]:
+    """Undo :func:`copy_roles` after a failed pre-data restore (which left them owning nothing);
+    returns the roles that could not be dropped."""
+    left = []
+    for name in names:
+        try:
+            target_conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        except psycopg.Error:
+            left.append(name)
+    return left
 
 
 def copy_roles(tools: ClientTools, source: Endpoint, target_conn: psycopg.Connection[Any]) -> list[str]:
@@ -375,7 +399,7 @@ def copy_roles(tools: ClientTools, source: Endpoint, target_conn: psycopg.Connec
 
 def refresh_materialized_views(source_conn: psycopg.Connection[Any],
                                target_conn: psycopg.Connection[Any],
-                               schemas: Seq[str]) -> int:
+                               in_selection: Callable[[str], bool]) -> int:
     """Populate the materialized views that are populated on the source.
 
     A schema-only dump creates them ``WITH NO DATA``. Views can depend on each other, so failures
@@ -384,7 +408,7 @@ def refresh_materialized_views(source_conn: psycopg.Connection[Any],
     rows = source_conn.execute(
         "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2"
     ).fetchall()
-    pending = [(s, n) for s, n in rows if not schemas or s in schemas]
+    pending = [(s, n) for s, n in rows if in_selection(s)]
     refreshed = 0
     while pending:
         failed: list[tuple[str, str]] = []

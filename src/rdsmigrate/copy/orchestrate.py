@@ -30,7 +30,7 @@ from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
 from rdsmigrate.copy.state import CopyState
 from rdsmigrate.copy.workers import Pool, totals_by_table
-from rdsmigrate.db import catalog
+from rdsmigrate.db import selection
 from rdsmigrate.db.connect import Endpoint, connect
 from rdsmigrate.db.tools import ClientTools, client_tools, server_major
 from rdsmigrate.errors import Interrupted, UserError
@@ -87,7 +87,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         job.schema_after_rows(archive, post)
         with job.timed("materialized views"):
             job.matviews = schema.refresh_materialized_views(src_snap, tgt_admin,
-                                                             options.selection.schemas)
+                                                             job.resolved.covers_schema)
         src_snap.execute("COMMIT")
     return job.report(snap, time.monotonic() - started)
 
@@ -106,6 +106,7 @@ class _CopyJob:
         self.roles_created: list[str] = []
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
         self.indexes: IndexBuilder | None = None
+        self.resolved = selection.EVERYTHING
         if options.resume:
             self.run_number += 1
             state.record("resume")
@@ -133,8 +134,8 @@ class _CopyJob:
 
     def plan_rows(self, src_snap: psycopg.Connection[Any]) -> tuple[list[Unit], list[bool]]:
         """Units for the tables not yet finished, largest first, and which may use binary."""
-        sel = self.options.selection
-        tables = catalog.list_tables(src_snap, sel.schemas, sel.exclude_tables)
+        self.resolved = selection.resolve(src_snap, self.options.selection)
+        tables = list(self.resolved.tables)
         finished = self.state.finished_tables()
         todo = [t for t in tables if t.qualified not in finished]
         units = plan(src_snap, todo, jobs=self.options.jobs, split_bytes=self.options.split_bytes,
@@ -186,17 +187,34 @@ class _CopyJob:
             return schema.SchemaArchive(self.state.archive_path, tools)
         workdir = self.state.path.parent
         with self.timed("schema"), self.reporter.phase("schema (pre-data)"):
-            archive = schema.dump(tools, self.source, snapshot_id, self.options.selection,
+            archive = schema.dump(tools, self.source, snapshot_id, self.resolved,
                                   self.state.archive_path)
             if self.options.roles:
                 self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
             if self.options.replace or self.options.resume:
                 schema.drop_existing(archive, tgt_admin)
-            schema.restore_pre_data(archive, self.target, workdir, roles=self.options.roles)
-            self.settings_applied = schema.copy_database_settings(src_snap, tgt_admin,
-                                                                  self.target.dbname)
+            try:
+                # Settings first, in a transaction committed only once pg_restore has committed
+                # its own: a failure of either leaves neither (exit 2 means nothing written).
+                # The restore's session does not see the uncommitted settings, as it must not
+                # (default_transaction_read_only, search_path).
+                with tgt_admin.transaction():
+                    self.settings_applied = schema.copy_database_settings(
+                        src_snap, tgt_admin, self.target.dbname)
+                    schema.restore_pre_data(archive, self.target, workdir,
+                                            roles=self.options.roles)
+            except BaseException:
+                self._undo_roles(tgt_admin)
+                raise
         self.state.record("pre-data", roles=self.roles_created, settings=self.settings_applied)
         return archive
+
+    def _undo_roles(self, tgt_admin: psycopg.Connection[Any]) -> None:
+        left = schema.drop_roles(tgt_admin, self.roles_created)
+        if left:
+            self.reporter.warn(f"roles created by this run remain on the target: {', '.join(left)}"
+                               " (DROP ROLE them, or keep them for the next run)")
+        self.roles_created = []
 
     def truncate_unfinished(self, tgt_admin: psycopg.Connection[Any], units: list[Unit]) -> None:
         """A resumed run empties the tables an earlier run left half-copied."""
@@ -237,10 +255,11 @@ class _CopyJob:
                                     tgt_admin: psycopg.Connection[Any]) -> None:
         with self.timed("sequences+large objects"):
             if not self.state.has("sequences"):
-                count = objects.copy_sequences(src_snap, tgt_admin, self.options.selection.schemas)
+                count = objects.copy_sequences(src_snap, tgt_admin, self.resolved)
                 self.state.record("sequences", count=count)
             if not self.state.has("large-objects"):
-                count, _ = objects.copy_large_objects(src_snap, tgt_admin, self.reporter)
+                count, _ = objects.copy_large_objects(src_snap, tgt_admin, self.reporter,
+                                                      roles=self.options.roles)
                 self.state.record("large-objects", count=count)
         events = {e["event"]: e for e in self.state.events}
         self.sequences = events["sequences"]["count"]
@@ -290,6 +309,7 @@ class _CopyJob:
             jobs=self.options.jobs, tables=tables, sequences=self.sequences,
             large_objects=self.large_objects, materialized_views=self.matviews,
             database_settings=self.settings_applied, roles_created=self.roles_created,
+            excluded=self.resolved.excluded_names,
             phases={k: round(v, 3) for k, v in self.phases.items()},
             rows=sum(t.rows for t in tables), bytes=sum(t.bytes for t in tables),
             seconds=round(elapsed, 3), resumed=self.options.resume, notes=self.notes,

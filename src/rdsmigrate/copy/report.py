@@ -37,6 +37,9 @@ class CopyReport(BaseModel):
     materialized_views: int
     database_settings: int
     roles_created: list[str]
+    excluded: list[str] = []
+    """``schema.name`` of each table ``--exclude-table`` left out (partitions and children of an
+    excluded table included): none of its definition, rows or owned sequences was copied."""
     phases: dict[str, float]
     rows: int
     bytes: int
@@ -70,6 +73,9 @@ class CopyReport(BaseModel):
             markup=False, highlight=False,
         )
         console.print(f"phases: {phases}", markup=False, highlight=False)
+        if self.excluded:
+            console.print(f"left out (--exclude-table): {', '.join(self.excluded)}",
+                          markup=False, highlight=False)
         for note in self.notes:
             console.print(f"note: {note}", markup=False, highlight=False)
         if self.report_path:

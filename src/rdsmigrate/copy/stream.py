@@ -35,8 +35,13 @@ class Stopped(Exception):
 def copy_statements(unit: Unit, binary: bool, *, freeze: bool = False) -> tuple[sql.Composed, sql.Composed]:
     table = unit.table
     fmt = sql.SQL(" (FORMAT binary)") if binary else sql.SQL("")
+    # A table without columns to copy (none at all, or only generated ones) still has rows, one
+    # empty line each; "COPY t ()" is a syntax error, and "COPY t" then means the same thing
+    # (generated columns are never part of COPY without a column list).
+    columns = (sql.SQL(" ({})").format(table.column_list) if table.copy_columns
+               else sql.SQL(""))
     if unit.where is None:
-        out = sql.SQL("COPY {} ({}) TO STDOUT{}").format(table.ident, table.column_list, fmt)
+        out = sql.SQL("COPY {}{} TO STDOUT{}").format(table.ident, columns, fmt)
     else:
         # ONLY: an inheritance parent's rows, not its children's (they are units of their own).
         out = sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}").format(
@@ -45,7 +50,7 @@ def copy_statements(unit: Unit, binary: bool, *, freeze: bool = False) -> tuple[
     if freeze:
         options.append(sql.SQL("FREEZE"))
     opts = sql.SQL(" ({})").format(sql.SQL(", ").join(options)) if options else sql.SQL("")
-    into = sql.SQL("COPY {} ({}) FROM STDIN{}").format(table.ident, table.column_list, opts)
+    into = sql.SQL("COPY {}{} FROM STDIN{}").format(table.ident, columns, opts)
     return out, into
 
 

@@ -10,8 +10,7 @@ schemas, or objects that belong to an extension (``CREATE EXTENSION`` recreates 
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Sequence as Seq
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,17 +146,15 @@ HAVING bool_and(a.attnotnull) AND count(*) = i.indnkeyatts
 """
 
 
-def list_tables(
-    conn: psycopg.Connection[Any],
-    schemas: Seq[str] = (),
-    exclude: Seq[str] = (),
-) -> list[Table]:
-    """Every table holding rows, optionally limited to ``schemas`` and minus ``exclude``.
+def list_tables(conn: psycopg.Connection[Any],
+                keep: Callable[[str, str], bool] | None = None) -> list[Table]:
+    """Every table holding rows whose ``(schema, name)`` ``keep`` accepts (all without one).
 
-    ``exclude`` entries are ``schema.table`` or ``table`` and may use shell wildcards.
+    Callers pass :meth:`rdsmigrate.db.selection.Resolved.covers`: which tables ``--schema`` and
+    ``--exclude-table`` select is decided there, once.
     """
     rows = conn.execute(_TABLES_SQL).fetchall()
-    rows = [r for r in rows if _selected(r[1], r[2], schemas, exclude)]
+    rows = [r for r in rows if keep is None or keep(r[1], r[2])]
     oids = [r[0] for r in rows]
     columns: dict[int, list[Column]] = {oid: [] for oid in oids}
     for oid, name, typ, generated, base in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
@@ -177,14 +174,47 @@ def list_tables(
     return tables
 
 
-def _selected(schema: str, name: str, schemas: Seq[str], exclude: Seq[str]) -> bool:
-    if schemas and schema not in schemas:
-        return False
-    for pattern in exclude:
-        target = f"{schema}.{name}" if "." in pattern else name
-        if fnmatch.fnmatchcase(target, pattern):
-            return False
-    return True
+@dataclass(frozen=True)
+class Relation:
+    """A table as ``--exclude-table`` sees it: ordinary, unlogged or partitioned."""
+
+    oid: int
+    schema: str
+    name: str
+    children: tuple[int, ...]
+    """Partitions and inheritance children (one level)."""
+    owned_sequences: tuple[tuple[str, str], ...]
+    """``(schema, name)`` of the serial and identity sequences its columns own."""
+
+
+def list_relations(conn: psycopg.Connection[Any]) -> list[Relation]:
+    rows = conn.execute(
+        f"""
+        SELECT c.oid::int8, n.nspname, c.relname,
+               array(SELECT i.inhrelid::int8 FROM pg_inherits i WHERE i.inhparent = c.oid
+                      ORDER BY 1),
+               array(SELECT array[sn.nspname::text, s.relname::text]
+                       FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                       JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                      WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                      ORDER BY 1)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND c.relpersistence IN ('p', 'u')
+           AND {_USER_SCHEMA} AND {_NOT_EXTENSION_MEMBER}
+         ORDER BY n.nspname, c.relname
+        """
+    ).fetchall()
+    return [Relation(int(oid), schema, name, tuple(int(c) for c in children),
+                     tuple((s, n) for s, n in owned))
+            for oid, schema, name, children, owned in rows]
+
+
+def list_schemas(conn: psycopg.Connection[Any]) -> list[str]:
+    """User schemas (those of extensions included: ``pg_dump --schema`` may name them)."""
+    rows = conn.execute(
+        f"SELECT n.nspname FROM pg_namespace n WHERE {_USER_SCHEMA} ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
 
 
 @dataclass(frozen=True)
@@ -201,8 +231,10 @@ class Sequence:
         return sql.Identifier(self.schema, self.name)
 
 
-def list_sequences(conn: psycopg.Connection[Any], schemas: Seq[str] = ()) -> list[Sequence]:
-    """Every sequence, owned by a column or not (identity columns' included)."""
+def list_sequences(conn: psycopg.Connection[Any],
+                   keep: Callable[[str, str], bool] | None = None) -> list[Sequence]:
+    """Every sequence, owned by a column or not (identity columns' included), whose
+    ``(schema, name)`` ``keep`` accepts (see :meth:`.selection.Resolved.covers_sequence`)."""
     rows = conn.execute(
         f"""
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -210,7 +242,7 @@ def list_sequences(conn: psycopg.Connection[Any], schemas: Seq[str] = ()) -> lis
          ORDER BY 1, 2
         """
     ).fetchall()
-    return [Sequence(s, n) for s, n in rows if not schemas or s in schemas]
+    return [Sequence(s, n) for s, n in rows if keep is None or keep(s, n)]
 
 
 def sequence_state(conn: psycopg.Connection[Any], seq: Sequence) -> tuple[int, bool]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from rdsmigrate.copy.objects import copy_large_objects, copy_sequences
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
+from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, RdsMigrateError, UserError
 from rdsmigrate.online import freeze, replication, state
 from rdsmigrate.online.settings import CutoverOptions
@@ -188,9 +189,9 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     _wait_applied(src, record.name, final_lsn, options.timeout_s)
     step("catch-up")
     # nextval is refused in read-only transactions: the frozen source's sequences are final.
-    n_seq = copy_sequences(src, tgt, tuple(record.schemas))
+    n_seq = copy_sequences(src, tgt, resolve(src, _selection(record)))
     step("sequences")
-    n_lo, _ = copy_large_objects(src, tgt, reporter)
+    n_lo, _ = copy_large_objects(src, tgt, reporter, roles=record.roles)
     _drop_extra_large_objects(src, tgt)
     step("large objects")
     tables_checked, rows_checked = _verify(source, target, src, record, options, reporter)
@@ -236,15 +237,14 @@ def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     if options.verify == "full":
         from rdsmigrate import verify
 
-        selection = Selection(schemas=tuple(record.schemas),
-                              exclude_tables=tuple(record.exclude_tables))
-        result = verify.run(source, target, VerifyOptions(jobs=options.jobs, selection=selection),
+        result = verify.run(source, target,
+                            VerifyOptions(jobs=options.jobs, selection=_selection(record)),
                             reporter)
         if not result.identical:
             raise UserError("verify found differences between source and target: "
                             + "; ".join(f"{d.kind} {d.object}" for d in result.differences[:10]))
         return len(result.tables), None
-    tables = catalog.list_tables(src, record.schemas, record.exclude_tables)
+    tables = list(resolve(src, _selection(record)).tables)
     # Both sides count at once: the downtime is the slower side's time, not the sum.
     with ThreadPoolExecutor(max_workers=2) as pool:
         src_counts, tgt_counts = pool.map(lambda ep: _count(ep, tables), (source, target))
@@ -253,6 +253,12 @@ def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     if differing:
         raise UserError("row counts differ after the target caught up: " + ", ".join(differing[:10]))
     return len(tables), sum(src_counts)
+
+
+def _selection(record: state.OnlineState) -> Selection:
+    """The patterns ``sync`` was given, resolved again on the source by each step that needs
+    them (a table created since matches them just as the copy's would have)."""
+    return Selection(schemas=tuple(record.schemas), exclude_tables=tuple(record.exclude_tables))
 
 
 def _count(ep: Endpoint, tables: list[catalog.Table]) -> list[int]:

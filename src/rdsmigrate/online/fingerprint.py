@@ -14,12 +14,11 @@ text does not depend on the session.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from rdsmigrate.db import catalog
+from rdsmigrate.db.selection import EVERYTHING, Resolved
 
 _FINGERPRINT_SQL = """
 SELECT n.nspname || '.' || c.relname, c.relkind::text,
@@ -48,19 +47,20 @@ SELECT n.nspname || '.' || c.relname, c.relkind::text,
 """
 
 
-def take(conn: psycopg.Connection[Any], schemas: Sequence[str] = (),
-         exclude: Sequence[str] = ()) -> dict[str, str]:
+def take(conn: psycopg.Connection[Any], selected: Resolved = EVERYTHING) -> dict[str, str]:
     """``schema.name`` -> md5 of its definition, for every table, partitioned table and sequence
-    in the selection (excluded tables left out, as the copy leaves them out)."""
-    kept = {t.qualified for t in catalog.list_tables(conn, schemas, exclude)}
+    in the selection (excluded tables and their sequences left out, as the copy leaves them out).
+    """
+    schemas = sorted(selected.schemas) if selected.schemas is not None else []
+    excluded = {f"{s}.{n}" for s, n in selected.excluded | selected.excluded_sequences}
     previous = conn.execute("SELECT current_setting('search_path')").fetchone()
     conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
     try:
-        rows = conn.execute(_FINGERPRINT_SQL, {"schemas": list(schemas)}).fetchall()
+        rows = conn.execute(_FINGERPRINT_SQL, {"schemas": schemas}).fetchall()
     finally:
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)",
                      [previous[0] if previous else ""])
-    return {name: digest for name, kind, digest in rows if kind != "r" or name in kept}
+    return {name: digest for name, _kind, digest in rows if name not in excluded}
 
 
 def drift(recorded: dict[str, str], current: dict[str, str]) -> list[str]:

@@ -39,6 +39,8 @@ class OnlineState(BaseModel):
     fingerprint: dict[str, str] = Field(default_factory=dict)
     """Per relation: md5 of its definition on the source at copy time."""
     replica_identity_full: list[str] = Field(default_factory=list)
+    roles: bool = False
+    """``sync --roles``: cutover copies large objects again with their owners and grants."""
     """Tables whose replica identity ``sync`` set to FULL, with the user's consent."""
     phase: Phase = "syncing"
     frozen: bool = False

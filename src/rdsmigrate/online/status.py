@@ -27,12 +27,14 @@ import psycopg
 from pydantic import BaseModel
 
 from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.db.selection import resolve
 from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import is_frozen
 from rdsmigrate.online.settings import DEFAULT_LAG_PROBE_S, StatusOptions
 from rdsmigrate.progress import Reporter, human_bytes
+from rdsmigrate.settings import Selection
 
 _PROBE_POLL_S = 0.02
 
@@ -190,8 +192,9 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
     drift: list[str] = []
     warnings: list[str] = []
     if record.fingerprint:
-        drift = fingerprint.drift(record.fingerprint, fingerprint.take(
-            src, record.schemas, record.exclude_tables))
+        selected = resolve(src, Selection(schemas=tuple(record.schemas),
+                                          exclude_tables=tuple(record.exclude_tables)))
+        drift = fingerprint.drift(record.fingerprint, fingerprint.take(src, selected))
     else:
         warnings.append("no schema fingerprint recorded: DDL changes cannot be detected")
     if retained is not None and retained > retained_warn_bytes:

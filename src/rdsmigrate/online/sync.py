@@ -31,6 +31,7 @@ from rdsmigrate.copy.report import CopyReport
 from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import writable
@@ -86,7 +87,8 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
 
     with connect(source, autocommit=True) as src:
         writable(src)
-        tables = catalog.list_tables(src, selection.schemas, selection.exclude_tables)
+        selected = resolve(src, selection)
+        tables = list(selected.tables)
         made_full = _set_replica_identity_full(src, prerequisites.without_identity(tables),
                                                reporter)
         everything = not (selection.schemas or selection.exclude_tables)
@@ -96,8 +98,8 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
             source=source.describe(), target=target.describe(), source_dbname=source.dbname,
             name=name, schemas=list(selection.schemas),
             exclude_tables=list(selection.exclude_tables), tables=[t.qualified for t in tables],
-            fingerprint=fingerprint.take(src, selection.schemas, selection.exclude_tables),
-            replica_identity_full=made_full,
+            fingerprint=fingerprint.take(src, selected),
+            replica_identity_full=made_full, roles=copy_options.roles,
         )
         record.save(path)
 

@@ -42,7 +42,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rdsmigrate.db import catalog
+from rdsmigrate.db import catalog, selection
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.progress import Reporter, Task
 from rdsmigrate.settings import VerifyOptions
@@ -73,13 +73,15 @@ def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
                  for side in (src, tgt) if side.snapshot_problem]
         lo_src = src.submit(objects.large_object_digests, "large objects")
         lo_tgt = tgt.submit(objects.large_object_digests, "large objects")
-        src_tables = {t.qualified: t for t in _tables(src, sel.schemas, sel.exclude_tables)}
-        tgt_tables = {t.qualified: t for t in _tables(tgt, sel.schemas, sel.exclude_tables)}
+        # Resolved on the source, as the copy did; the target is then read by the same names.
+        selected = selection.resolve(src.conn, sel)
+        src_tables = {t.qualified: t for t in selected.tables}
+        tgt_tables = {t.qualified: t for t in selected.tables_of(tgt.conn)}
         differences = _unmatched(src_tables, tgt_tables)
         with src.reading("sequences"), tgt.reading("sequences"):
             sequences, seq_diffs = objects.compare_sequences(
-                objects.sequence_states(src.conn, sel.schemas),
-                objects.sequence_states(tgt.conn, sel.schemas))
+                objects.sequence_states(src.conn, selected),
+                objects.sequence_states(tgt.conn, selected))
         checksum = rowhash.choose(src, tgt, options.checksum)
         pairs = [(src_tables[n], tgt_tables[n]) for n in src_tables.keys() & tgt_tables.keys()]
         # Largest first, so the long tables start while small ones fill the gaps.
@@ -96,14 +98,10 @@ def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
     return VerifyReport(
         identical=not differences, source=source.describe(), target=target.describe(),
         tables=tables, sequences=sequences, large_objects=lo_result, differences=differences,
-        notes=notes, checksum=checksum.method, checksum_reason=checksum.reason,
+        notes=notes, excluded=selected.excluded_names, checksum=checksum.method, checksum_reason=checksum.reason,
         rows=sum(r.source_rows for r in tables), bytes=sum(r.bytes for r in tables),
         seconds=round(time.monotonic() - started, 3),
     )
-
-
-def _tables(side: Side, schemas: tuple[str, ...], exclude: tuple[str, ...]) -> list[catalog.Table]:
-    return catalog.list_tables(side.conn, schemas, exclude)
 
 
 def _names(table: catalog.Table) -> set[str]:

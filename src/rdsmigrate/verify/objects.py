@@ -2,7 +2,8 @@
 
 A sequence is compared by ``(last_value, is_called)``, the pair ``setval`` needs, because the next
 value the application gets depends on both. Large objects are compared by the set of OIDs (the
-application stores them in its rows) and an md5 of each one's content, computed on its server.
+application stores them in its rows), an md5 of each one's content, computed on its server, and
+their comments (owners and grants follow ``--roles``, which verify is not told about).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import psycopg
 
 from rdsmigrate.db import catalog
+from rdsmigrate.db.selection import Resolved
 from rdsmigrate.verify.report import Difference, LargeObjectResult, SequenceResult
 
 # md5 per slice, then md5 of the slices' digests: the server never holds more than one slice of
@@ -25,14 +27,15 @@ SELECT m.oid::int8,
             UNION ALL
             SELECT s.off + %(slice)s, lo_get(m.oid, s.off + %(slice)s, %(slice)s)
               FROM s WHERE length(s.piece) = %(slice)s)
-        SELECT md5(string_agg(md5(s.piece), '' ORDER BY s.off)) FROM s)
+        SELECT md5(string_agg(md5(s.piece), '' ORDER BY s.off)) FROM s),
+       obj_description(m.oid, 'pg_largeobject')
   FROM pg_largeobject_metadata m
  ORDER BY m.oid
 """
 
 
-def sequence_states(conn: psycopg.Connection[Any], schemas: tuple[str, ...]) -> dict[str, tuple[int, bool]]:
-    return {s.qualified: catalog.sequence_state(conn, s) for s in catalog.list_sequences(conn, schemas)}
+def sequence_states(conn: psycopg.Connection[Any], selected: Resolved) -> dict[str, tuple[int, bool]]:
+    return {s.qualified: catalog.sequence_state(conn, s) for s in selected.sequences_of(conn)}
 
 
 def compare_sequences(source: dict[str, tuple[int, bool]], target: dict[str, tuple[int, bool]],
@@ -62,24 +65,32 @@ def compare_sequences(source: dict[str, tuple[int, bool]], target: dict[str, tup
     return results, differences
 
 
-def large_object_digests(conn: psycopg.Connection[Any]) -> dict[int, str]:
-    """OID -> content digest of every large object (``lo_get`` needs only read access to each)."""
+LargeObjects = dict[int, tuple[str, str | None]]
+
+
+def large_object_digests(conn: psycopg.Connection[Any]) -> LargeObjects:
+    """OID -> (content digest, comment) of every large object (``lo_get`` needs only read access
+    to each)."""
     rows = conn.execute(_LO_DIGESTS_SQL, {"slice": LO_SLICE}).fetchall()
-    return {int(oid): str(digest) for oid, digest in rows}
+    return {int(oid): (str(digest), comment) for oid, digest, comment in rows}
 
 
-def compare_large_objects(source: dict[int, str], target: dict[int, str],
+def compare_large_objects(source: LargeObjects, target: LargeObjects,
                           ) -> tuple[LargeObjectResult, list[Difference]]:
     missing = sorted(source.keys() - target.keys())
     extra = sorted(target.keys() - source.keys())
-    changed = sorted(o for o in source.keys() & target.keys() if source[o] != target[o])
+    both = source.keys() & target.keys()
+    changed = sorted(o for o in both if source[o][0] != target[o][0])
+    comments = sorted(o for o in both if source[o][1] != target[o][1])
     result = LargeObjectResult(source_count=len(source), target_count=len(target),
                                missing=missing, extra=extra, changed=changed,
-                               identical=not (missing or extra or changed))
+                               comment_differs=comments,
+                               identical=not (missing or extra or changed or comments))
     differences = []
     for kind, oids, what in (("missing_large_object", missing, "missing on the target"),
                              ("extra_large_object", extra, "only on the target"),
-                             ("large_object", changed, "content differs")):
+                             ("large_object", changed, "content differs"),
+                             ("large_object_comment", comments, "comment differs")):
         if oids:
             shown = ", ".join(str(o) for o in oids[:20]) + (" ..." if len(oids) > 20 else "")
             differences.append(Difference(kind=kind, object="large objects",

@@ -18,7 +18,7 @@ class Difference(BaseModel):
 
     kind: str
     """rows, missing_table, extra_table, columns, sequence, missing_sequence, extra_sequence,
-    missing_large_object, extra_large_object, large_object."""
+    missing_large_object, extra_large_object, large_object, large_object_comment."""
     object: str
     range: str | None = None
     source_rows: int | None = None
@@ -53,6 +53,7 @@ class LargeObjectResult(BaseModel):
     missing: list[int]
     extra: list[int]
     changed: list[int]
+    comment_differs: list[int] = []
     identical: bool
 
 
@@ -65,6 +66,8 @@ class VerifyReport(BaseModel):
     large_objects: LargeObjectResult
     differences: list[Difference]
     notes: list[str]
+    excluded: list[str] = []
+    """``schema.name`` of each source table ``--exclude-table`` left out of the comparison."""
     checksum: str
     """The row hash both servers summed: hash_record_extended, or md5 (slower, any servers)."""
     checksum_reason: str | None = None
@@ -80,6 +83,8 @@ class VerifyReport(BaseModel):
 
         for note in self.notes:
             say(f"note: {note}")
+        if self.excluded:
+            say(f"left out (--exclude-table): {', '.join(self.excluded)}")
         if self.checksum_reason:
             say(f"note: rows checksummed with {self.checksum}: {self.checksum_reason}")
         if self.identical:
