@@ -95,11 +95,11 @@ TargetOpt = Annotated[
 ]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers.")]
 SchemaOpt = Annotated[
-    list[str] | None, typer.Option("--schema", "-n", help="Only this schema (repeatable).")
+    list[str] | None, typer.Option("--schema", "-n", help="Only schemas matching this: case-sensitive, * and ? wildcards (repeatable).")
 ]
 ExcludeOpt = Annotated[
     list[str] | None,
-    typer.Option("--exclude-table", "-T", help="Skip this table: NAME or SCHEMA.NAME, wildcards allowed (repeatable)."),
+    typer.Option("--exclude-table", "-T", help="Skip tables named NAME in every selected schema, or SCHEMA.NAME: case-sensitive, * and ? wildcards, double quotes for a literal part (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]

@@ -190,7 +190,9 @@ class _CopyJob:
             archive = schema.dump(tools, self.source, snapshot_id, self.resolved,
                                   self.state.archive_path)
             if self.options.roles:
-                self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
+                # All or none: a role statement the target refuses leaves no role behind.
+                with tgt_admin.transaction():
+                    self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
             if self.options.replace or self.options.resume:
                 schema.drop_existing(archive, tgt_admin)
             try:
