@@ -106,6 +106,19 @@ def test_database_and_runner_egress_to_the_source_port(
         assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", port, port)
 
 
+def test_egress_naming_the_peer_group_waits_for_the_peering(peering_stack: Synthesized) -> None:
+    """EC2 refuses a reference to another VPC's group before the peering is active."""
+    peering, _ = peering_stack.one("AWS::EC2::VPCPeeringConnection")
+    rules = [
+        r
+        for r in peering_stack.resources("AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"].get("DestinationSecurityGroupId") == SOURCE_GROUP
+    ]
+    assert len(rules) == 2
+    for rule in rules:
+        assert peering in rule["DependsOn"]
+
+
 def test_no_egress_to_the_source_without_source_context(default_stack: Synthesized) -> None:
     for prefix in ("DatabaseSecurityGroup", "RunnerSecurityGroup"):
         assert _egress_to_source(default_stack, _group(default_stack, prefix)) == []

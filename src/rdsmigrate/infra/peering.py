@@ -70,13 +70,25 @@ class SourceLink(Construct):
         # field for, and across a transit gateway a feature the gateway may lack: CIDRs there.
         by_reference = source.same_account and source.transit_gateway_id is None
         peer = (
-            ec2.Peer.security_group_id(source.security_group_id)
+            {"destination_security_group_id": source.security_group_id}
             if by_reference
-            else ec2.Peer.ipv4(source.vpc_cidr)
+            else {"cidr_ip": source.vpc_cidr}
         )
-        port = ec2.Port.tcp(source.port)
         for name, group in clients.items():
-            group.add_egress_rule(peer, port, f"{name} to the source database")
+            # Separate resources, not rules inline in the group: EC2 accepts a reference to a
+            # group of another VPC only once the peering is active, so they wait for it.
+            rule = ec2.CfnSecurityGroupEgress(
+                self,
+                f"EgressFrom{name.title()}",
+                group_id=group.security_group_id,
+                ip_protocol="tcp",
+                from_port=source.port,
+                to_port=source.port,
+                description=f"{name} to the source database",
+                **peer,
+            )
+            if by_reference:
+                rule.node.add_dependency(self.link)
 
         if source.same_account:
             self._source_side(source, vpc_cidr, subnets, clients, route_target, by_reference)
@@ -115,7 +127,7 @@ class SourceLink(Construct):
             for name, group in clients.items():
                 rule = ec2.CfnSecurityGroupIngress(
                     self,
-                    f"SourceIngressFrom{name.title().replace(' ', '')}",
+                    f"SourceIngressFrom{name.title()}",
                     source_security_group_id=group.security_group_id,
                     description=f"PostgreSQL from the staging {name}",
                     **common,
