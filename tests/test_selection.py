@@ -18,6 +18,7 @@ from rdsmigrate.cli import app
 from rdsmigrate.db.selection import compile_pattern
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
+from tests.conftest import online_target_url
 from tests.dbcheck import sequence_values, table_fingerprints
 
 pytestmark = pytest.mark.pg
@@ -227,7 +228,8 @@ def test_sync_publishes_exactly_the_selected_tables(
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
         conn.execute(SAME_NAME_IN_TWO_SCHEMAS)
         conn.execute("ALTER TABLE public.bar REPLICA IDENTITY FULL")
-    args = _args(pg_source, source_db, pg_target, target_db, tmp_path / "state")
+    args = ["--source", pg_source.url(source_db), "--target", online_target_url(pg_target, target_db),
+            "--state-dir", str(tmp_path / "state")]
     synced = _cli("sync", *args, "--exclude-table", "foo", "--json")
     try:
         assert synced.exit_code == 0, synced.output
