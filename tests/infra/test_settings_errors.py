@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -313,3 +314,27 @@ def test_app_py_refuses_a_misspelt_source_key_in_one_line() -> None:
         "error: unknown context key sourceVpcID: this stack does not read it; "
         "did you mean sourceVpcId?"
     ]
+
+
+def _runbook_context(text: str, start: str) -> dict[str, str]:
+    section = text[text.index("### Runbook: development to staging") :]
+    section = section[section.index(start) :]
+    pairs = re.findall(r"-c (\w+)=([^\s`]+)", section[: section.index("\n\n")])
+    return {k: v for k, v in pairs if "..." not in v}  # `tgw-...` stands for "yours"
+
+
+def test_the_runbook_deploy_commands_are_valid_context() -> None:
+    """What the README tells users to paste parses: same account, then another account."""
+    text = (REPO / "README.md").read_text()
+    same = _runbook_context(text, "npx cdk deploy")
+    assert {"sourceVpcId", "sourceSecretArn"} <= set(same)
+    assert unknown_key_error(list(same)) is None
+    settings = StagingSettings.parse(same)
+    assert settings.source is not None and settings.source.same_account
+    other = {**same, **_runbook_context(text, "Another account: add")}
+    source = StagingSettings.parse(other).source
+    assert source is not None and source.peer_role_arn is not None
+    removed = _runbook_context(
+        text, "npx cdk deploy -c account=123456789012 -c alarmEmail=dba-oncall@example.com\n"
+    )
+    assert not [k for k in removed if k.startswith("source")]
