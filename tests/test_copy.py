@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from rdsmigrate import copy
 from rdsmigrate.cli import app
@@ -397,6 +397,18 @@ def _everything(dsn: str) -> dict[str, object]:
         }
 
 
+def _copy_refused_leaving_target_as_it_was(pg_source: LocalCluster, source_db: str,
+                                           pg_target: LocalCluster, target_db: str,
+                                           tmp_path: Path) -> Result:
+    before = _everything(pg_target.dsn(target_db))
+    result = CliRunner().invoke(app, [
+        "copy", "--source", pg_source.url(source_db), "--target", pg_target.url(target_db),
+        "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 2, result.output
+    assert _everything(pg_target.dsn(target_db)) == before
+    return result
+
+
 def test_a_failed_pre_data_restore_exits_2_and_leaves_the_target_exactly_as_it_was(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
     tmp_path: Path,
@@ -419,11 +431,25 @@ def test_a_failed_pre_data_restore_exits_2_and_leaves_the_target_exactly_as_it_w
         """)
     with admin(pg_target, target_db) as conn:  # plpgsql belongs to the superuser
         conn.execute("DROP EXTENSION plpgsql")
-    before = _everything(pg_target.dsn(target_db))
-    result = CliRunner().invoke(app, [
-        "copy", "--source", pg_source.url(source_db), "--target", pg_target.url(target_db),
-        "--state-dir", str(tmp_path / "state")])
-    assert result.exit_code == 2, result.output
-    assert _everything(pg_target.dsn(target_db)) == before
+    result = _copy_refused_leaving_target_as_it_was(pg_source, source_db, pg_target, target_db,
+                                                    tmp_path)
     assert "language \"plpgsql\" does not exist" in result.output
     assert "nothing was restored" in result.output
+
+
+def test_a_database_setting_the_target_refuses_exits_2_before_any_schema_is_written(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    """A superuser-only setting on the source (set there by its superuser) that the target's
+    master user may not set: today's main restored the whole pre-data schema first, then failed
+    with exit 3. The settings now go in one transaction that commits only after the restore."""
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);"
+                     "CREATE VIEW v AS SELECT * FROM t")
+        conn.execute(f'ALTER DATABASE "{source_db}" SET work_mem = \'8MB\'')
+    with admin(pg_source, source_db) as conn:  # PGC_SUSET: only a superuser may set it
+        conn.execute(f'ALTER DATABASE "{source_db}" SET log_min_duration_statement = 0')
+    result = _copy_refused_leaving_target_as_it_was(pg_source, source_db, pg_target, target_db,
+                                                    tmp_path)
+    assert "log_min_duration_statement" in result.output

@@ -117,8 +117,10 @@ class Resolved:
 EVERYTHING = Resolved(None, frozenset(), frozenset())
 
 
-def resolve(conn: psycopg.Connection[Any], selection: Selection) -> Resolved:
-    """Match ``selection`` against ``conn``'s catalog; UserError for a pattern matching nothing."""
+def resolve(conn: psycopg.Connection[Any], selection: Selection, *, strict: bool = True) -> Resolved:
+    """Match ``selection`` against ``conn``'s catalog; UserError for a pattern matching nothing
+    unless not ``strict`` (``status`` and ``cutover`` re-resolve what ``sync`` accepted: an
+    excluded table dropped since is no reason to refuse)."""
     schemas: frozenset[str] | None = None
     if selection.schemas:
         present = catalog.list_schemas(conn)
@@ -126,7 +128,7 @@ def resolve(conn: psycopg.Connection[Any], selection: Selection) -> Resolved:
         for text in selection.schemas:
             (pattern,) = compile_pattern(text, qualified=False)
             hits = {s for s in present if pattern.fullmatch(s)}
-            if not hits:
+            if not hits and strict:
                 raise UserError(f"--schema {text!r} matches no schema of the source (names are "
                                 "case-sensitive): check the spelling")
             chosen |= hits
@@ -137,7 +139,7 @@ def resolve(conn: psycopg.Connection[Any], selection: Selection) -> Resolved:
     for text in selection.exclude_tables:
         parts = compile_pattern(text, qualified=True)
         matched = [r for r in relations if _matches(parts, r)]
-        if not matched:
+        if not matched and strict:
             where = "the selected schemas" if schemas is not None else "the source"
             raise UserError(f"--exclude-table {text!r} matches no table in {where}: {_SYNTAX}")
         pending = list(matched)

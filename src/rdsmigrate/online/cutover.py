@@ -189,7 +189,7 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     _wait_applied(src, record.name, final_lsn, options.timeout_s)
     step("catch-up")
     # nextval is refused in read-only transactions: the frozen source's sequences are final.
-    n_seq = copy_sequences(src, tgt, resolve(src, _selection(record)))
+    n_seq = copy_sequences(src, tgt, resolve(src, _selection(record), strict=False))
     step("sequences")
     n_lo, _ = copy_large_objects(src, tgt, reporter, roles=record.roles)
     _drop_extra_large_objects(src, tgt)
@@ -244,7 +244,7 @@ def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
             raise UserError("verify found differences between source and target: "
                             + "; ".join(f"{d.kind} {d.object}" for d in result.differences[:10]))
         return len(result.tables), None
-    tables = list(resolve(src, _selection(record)).tables)
+    tables = list(resolve(src, _selection(record), strict=False).tables)
     # Both sides count at once: the downtime is the slower side's time, not the sum.
     with ThreadPoolExecutor(max_workers=2) as pool:
         src_counts, tgt_counts = pool.map(lambda ep: _count(ep, tables), (source, target))

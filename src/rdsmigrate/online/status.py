@@ -193,7 +193,8 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
     warnings: list[str] = []
     if record.fingerprint:
         selected = resolve(src, Selection(schemas=tuple(record.schemas),
-                                          exclude_tables=tuple(record.exclude_tables)))
+                                          exclude_tables=tuple(record.exclude_tables)),
+                           strict=False)
         drift = fingerprint.drift(record.fingerprint, fingerprint.take(src, selected))
     else:
         warnings.append("no schema fingerprint recorded: DDL changes cannot be detected")
