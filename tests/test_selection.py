@@ -18,7 +18,7 @@ from rdsmigrate.cli import app
 from rdsmigrate.db.selection import compile_pattern
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
-from tests.conftest import online_target_url
+from tests.conftest import online_target_dsn, online_target_url
 from tests.dbcheck import sequence_values, table_fingerprints
 
 pytestmark = pytest.mark.pg
@@ -239,5 +239,14 @@ def test_sync_publishes_exactly_the_selected_tables(
                 "WHERE pubname LIKE 'rdsmigrate%'").fetchall()}
         assert published == {"app.keep", "public.bar"}
         assert _relations(pg_target, target_db) == {"app.keep", "public.bar"}
+        with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+            conn.execute("INSERT INTO app.keep SELECT generate_series(31, 40);"
+                         "INSERT INTO app.foo VALUES (1000, 'never replicated')")
+        # Cutover counts the selected tables only; the excluded ones are not on the target.
+        cut = _cli("cutover", *args, "--json", "--timeout", "30")
+        assert cut.exit_code == 0, cut.output
+        assert json.loads(cut.stdout)["tables_checked"] == 2
+        with psycopg.connect(online_target_dsn(pg_target, target_db)) as conn:
+            assert conn.execute("SELECT count(*) FROM app.keep").fetchone() == (40,)
     finally:
         _cli("abort", *args)
