@@ -250,3 +250,18 @@ def test_sync_publishes_exactly_the_selected_tables(
             assert conn.execute("SELECT count(*) FROM app.keep").fetchone() == (40,)
     finally:
         _cli("abort", *args)
+
+
+def test_a_schema_with_a_space_and_upper_case_is_selected_as_written(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    """Today's main handed ``Mixed Case`` to pg_dump raw: lowercased, it named no schema."""
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute(HOSTILE_NAMES)
+    args = _args(pg_source, source_db, pg_target, target_db, tmp_path / "state")
+    copied = _cli("copy", *args, "--schema", "Mixed Case")
+    assert copied.exit_code == 0, copied.output
+    assert _relations(pg_target, target_db) == {"Mixed Case.Big.Table", "Mixed Case.small one"}
+    checked = _cli("verify", *args[:4], "--schema", "Mixed Case")
+    assert checked.exit_code == 0, checked.output
