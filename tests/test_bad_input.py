@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rdsmigrate.cli import app
-from rdsmigrate.localpg import LocalCluster, free_port
+from rdsmigrate.db import connect as connect_module
+from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.errors import UserError
+from rdsmigrate.localpg import LocalCluster, find_bindir, free_port
 from tests.conftest import admin, create_database, drop_database
 from tests.test_preflight import PG15_BINDIR, _extension_missing_on, fingerprint, login_role
 
@@ -175,3 +179,112 @@ def test_bad_input_is_one_line_with_the_fix_exit_2_and_changes_nothing(
     for secret in case.secrets:
         assert secret not in output
     assert _fingerprints(case.watched) == before
+
+
+# --- Why a connection failed: each cause with its own fix ----------------------------------
+
+_HBA = """\
+local all all scram-sha-256
+host all rejected 127.0.0.1/32 reject
+hostssl all tlsonly 127.0.0.1/32 scram-sha-256
+host all postgres,norepl 127.0.0.1/32 scram-sha-256
+host replication postgres 127.0.0.1/32 scram-sha-256
+"""
+
+
+@pytest.fixture(scope="module")
+def hba_cluster() -> Iterator[LocalCluster]:
+    """A server whose pg_hba.conf rejects one user, lets another in only over TLS (which this
+    server, without a certificate, cannot offer), knows no line for a third, and admits a
+    user without REPLICATION."""
+    with LocalCluster(bindir=find_bindir(15), name="hba") as cluster:
+        with admin(cluster) as conn:
+            for role in ("rejected", "tlsonly", "nobody", "norepl"):
+                conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+            (cluster.datadir / "pg_hba.conf").write_text(_HBA)
+            conn.execute("SELECT pg_reload_conf()")
+        yield cluster
+
+
+def _failure(dsn: str, **kwargs: Any) -> UserError:
+    endpoint = Endpoint.parse("source", dsn)
+    with pytest.raises(UserError) as caught:
+        connect(endpoint, **kwargs).close()
+    return caught.value
+
+
+def _as(cluster: LocalCluster, user: str, **extra: str) -> str:
+    params = {"host": "127.0.0.1", "port": str(cluster.port), "dbname": "postgres",
+              "user": user, "password": f"pw-{user}", "sslmode": "disable", **extra}
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+@pytest.mark.parametrize(("case", "problem", "fix"), [
+    ("walsender", "user norepl may not open a replication connection",
+     "ALTER ROLE norepl REPLICATION; (on RDS: GRANT rds_replication TO norepl;)"),
+    ("password", "password authentication failed for user norepl", "fix the password"),
+    ("database", "database 'no_such_db' does not exist", "createdb no_such_db"),
+    ("no hba entry", "pg_hba.conf has no entry for this host, user nobody", "host postgres nobody"),
+    ("hba reject", "pg_hba.conf rejects user rejected", "ask the server's administrator"),
+    ("only over TLS", "no entry for an unencrypted connection from this host as tlsonly (the "
+     "connection did not try TLS)", "connect with sslmode=require"),
+    ("TLS asked, not offered", "does not offer TLS", "sslmode=prefer"),
+    ("refused", "cannot reach the server: nothing accepts connections at 127.0.0.1:",
+     "that the server is running"),
+    ("DNS", "host name no-such-host.invalid does not resolve", "check host and port"),
+    ("timeout", "cannot reach the server: no answer from 127.0.0.1:", "security groups"),
+])
+def test_each_connection_failure_names_its_cause_and_fix(
+    hba_cluster: LocalCluster, case: str, problem: str, fix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = hba_cluster
+    kwargs: dict[str, Any] = {}
+    with ExitStack() as stack:
+        if case == "walsender":
+            dsn, kwargs = _as(c, "norepl"), {"replication": "database"}
+        elif case == "password":
+            dsn = _as(c, "norepl").replace("pw-norepl", "wrong")
+        elif case == "database":
+            dsn = _as(c, "norepl", dbname="no_such_db")
+        elif case == "no hba entry":
+            # sslmode=prefer: libpq would have tried TLS first had the server offered it.
+            dsn = _as(c, "nobody", sslmode="prefer")
+        elif case == "hba reject":
+            dsn = _as(c, "rejected")
+        elif case == "only over TLS":
+            dsn = _as(c, "tlsonly")
+        elif case == "TLS asked, not offered":
+            dsn = _as(c, "norepl", sslmode="require")
+        elif case == "refused":
+            dsn = _as(c, "norepl", port=str(free_port()))
+        elif case == "DNS":
+            dsn = _as(c, "norepl", host="no-such-host.invalid")
+        else:
+            # A socket that listens but never answers: what a firewall dropping packets looks
+            # like from here. libpq's shortest connect_timeout is 2 s.
+            silent = stack.enter_context(socket.socket())
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(0)
+            monkeypatch.setattr(connect_module, "CONNECT_TIMEOUT_S", 2)
+            dsn = _as(c, "norepl", port=str(silent.getsockname()[1]))
+        error = _failure(dsn, **kwargs)
+    line = str(error)
+    assert error.problem.startswith("source ")
+    assert problem in error.problem and error.fix is not None and fix in error.fix, line
+    if case not in ("refused", "DNS", "timeout"):
+        assert "cannot reach" not in line and "check host and port" not in line
+    assert "pw-" not in line and "\n" not in line
+
+
+def test_pg18_names_a_walsender_refusal_too(pg18_target: LocalCluster) -> None:
+    """PostgreSQL 16+ words it "permission denied to start WAL sender"."""
+    with admin(pg18_target) as conn:
+        conn.execute("CREATE ROLE norepl18 LOGIN PASSWORD 'pw-norepl18'")
+    try:
+        error = _failure(_as(pg18_target, "norepl18"), replication="database")
+        assert "may not open a replication connection" in error.problem
+        assert error.fix is not None and "ALTER ROLE norepl18 REPLICATION;" in error.fix
+    finally:
+        with admin(pg18_target) as conn:
+            conn.execute("DROP ROLE norepl18")

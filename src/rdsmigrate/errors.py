@@ -1,7 +1,8 @@
 """Errors the CLI turns into exit codes.
 
 0 success, 1 verification found differences, 2 a user or environment error (the message names
-the problem and the fix), 3 an internal error (a bug: the CLI shows a traceback with --debug).
+the problem and the fix), 3 an internal error (a bug: the CLI shows a traceback with --debug),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,12 +11,23 @@ EXIT_OK = 0
 EXIT_DIFFERENCES = 1
 EXIT_USER = 2
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 class RdsMigrateError(Exception):
-    """Base of the errors we raise on purpose."""
+    """Base of the errors we raise on purpose.
+
+    ``str(exc)`` is the one line a person reads (``problem: fix``); ``problem`` and ``fix`` are
+    the two halves, kept apart for the ``--json`` envelope. Without ``fix`` the message may carry
+    its fix inline, as most of ours do.
+    """
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
 
 
 class UserError(RdsMigrateError):
@@ -33,4 +45,4 @@ class DifferencesFound(RdsMigrateError):
 class Interrupted(RdsMigrateError):
     """The user stopped the command (Ctrl-C or SIGTERM); the message says what state remains."""
 
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED

@@ -132,42 +132,126 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+@dataclass(frozen=True)
+class _Cause:
+    """One way a connection fails: a pattern of libpq's or the server's message (psycopg gives
+    no SQLSTATE for a failed connection attempt, so the text is all there is), the problem and
+    the fix, both formatted with the endpoint's ``user``, ``dbname``, ``host``, ``port``."""
+
+    pattern: str
+    problem: str
+    fix: str
+    quote: bool = False
+    """Whether the server's own words add to the problem (which host, which certificate)."""
+    without_tls: bool = False
+    """Applies only when the connection did not try TLS first (sslmode disable or allow)."""
+
+
+# In order: the first cause whose pattern matches decides. libpq prefixes every failure with
+# 'connection to server at "H", port P failed:', so that text tells nothing of the cause.
+_CAUSES = (
+    _Cause(r"must be superuser or replication role to start walsender"
+           r"|permission denied to start WAL sender|must have (the )?replication",
+           "user {user} may not open a replication connection (it needs the REPLICATION "
+           "attribute)",
+           "ALTER ROLE {user_sql} REPLICATION; (on RDS: GRANT rds_replication TO {user_sql};)"),
+    _Cause(r"password authentication failed|authentication failed for user"
+           r"|no password supplied|password is required",
+           "password authentication failed for user {user}",
+           "fix the password in the connection string, PGPASSWORD or ~/.pgpass (and check that "
+           "user {user} exists)"),
+    _Cause(r'database "[^"]*" does not exist',
+           "database {dbname_repr} does not exist",
+           "create it (createdb {dbname}) or fix dbname in the connection string"),
+    _Cause(r'role "[^"]*" does not exist',
+           "user {user_repr} does not exist on the server",
+           "fix user in the connection string"),
+    _Cause(r"no pg_hba\.conf entry for replication",
+           "the server's pg_hba.conf has no entry for a replication connection from this host "
+           "as {user}",
+           "add 'host replication {user} <this host>/32 scram-sha-256' to pg_hba.conf and "
+           "reload (RDS needs none: grant rds_replication instead)", quote=True),
+    # The server cannot say whether a hostssl line would have matched; a connection that never
+    # tried TLS may well be refused for that alone (RDS with rds.force_ssl=1 is).
+    _Cause(r"no pg_hba\.conf entry for .*(no encryption|SSL off)",
+           "the server's pg_hba.conf has no entry for an unencrypted connection from this host "
+           "as {user} (the connection did not try TLS)",
+           "connect with sslmode=require (or verify-full with sslrootcert= the server's CA; on "
+           "RDS with rds.force_ssl=1 the RDS global bundle), or add a pg_hba.conf entry for it",
+           quote=True, without_tls=True),
+    _Cause(r"no pg_hba\.conf entry",
+           "the server's pg_hba.conf has no entry for this host, user {user} and database "
+           "{dbname}",
+           "add one ('host {dbname} {user} <this host>/32 scram-sha-256') and reload the "
+           "server (on RDS: the security group decides who reaches it)", quote=True),
+    _Cause(r"pg_hba\.conf rejects connection",
+           "the server's pg_hba.conf rejects user {user} from this host",
+           "ask the server's administrator to allow it (a 'reject' line in pg_hba.conf)", quote=True),
+    _Cause(r"server does not support SSL, but SSL was required",
+           "the server at {host}:{port} does not offer TLS, and the connection asks for it",
+           "enable ssl on the server, or connect with sslmode=prefer"),
+    _Cause(r"certificate verify failed|root certificate file .* does not exist"
+           r"|server certificate for .* does not match",
+           "the server's TLS certificate could not be verified",
+           "set sslrootcert to the CA that signed it (on RDS: the global bundle, "
+           "global-bundle.pem), or use sslmode=require to encrypt without verifying", quote=True),
+    _Cause(r"could not translate host name|failed to resolve host|name or service not known"
+           r"|nodename nor servname|temporary failure in name resolution",
+           "cannot reach the server: host name {host} does not resolve",
+           "check host and port in the connection string (and the DNS this machine uses)"),
+    _Cause(r"connection refused",
+           "cannot reach the server: nothing accepts connections at {host}:{port}",
+           "check host and port, and that the server is running and listens on that address "
+           "(listen_addresses)"),
+    _Cause(r"timeout expired|timed out|no route to host|network is unreachable",
+           "cannot reach the server: no answer from {host}:{port}",
+           "check host and port, and that firewalls or security groups let this machine in "
+           "(on RDS: the DB security group's inbound rule for this host)"),
+    _Cause(r"too many clients|remaining connection slots are reserved",
+           "the server at {host}:{port} has no free connection slot",
+           "close idle sessions, or raise max_connections (on RDS: in the DB parameter group)"),
+    _Cause(r"the database system is (starting up|shutting down|in recovery mode)",
+           "the server at {host}:{port} is not accepting connections yet",
+           "wait until it has started, then rerun"),
+)
+
+
+def _server_says(text: str) -> str:
+    """The server's or libpq's own words, without libpq's 'connection to server ... failed:'."""
+    first = (text.strip().splitlines() or ["connection failed"])[0]
+    first = re.sub(r'^connection failed: (connection to server at "[^"]*"(, port \d+)? '
+                   r'failed: )?', "", first)
+    return re.sub(r"^(FATAL|ERROR):\s+", "", first)
+
+
 def explain_connect_error(ep: Endpoint, exc: psycopg.Error) -> UserError:
-    """Turn a libpq failure into one line with the fix; never includes the password."""
-    msg = ep.redact(str(exc))
+    """Turn a libpq failure into one line, the problem and its fix; never the password."""
+    msg = ep.redact(str(exc)) or type(exc).__name__
     where = f"{ep.role} {ep.describe()}"
-    low = msg.lower()
-    if "password authentication failed" in low or "no password supplied" in low:
-        text = (
-            f"{where}: password authentication failed for user {ep.user}: fix the password in the "
-            "connection string, PGPASSWORD or ~/.pgpass"
-        )
-    elif "does not exist" in low and "database" in low:
-        text = (
-            f"{where}: database {ep.dbname!r} does not exist: create it (createdb {ep.dbname}) "
-            "or fix dbname in the connection string"
-        )
-    elif "role" in low and "does not exist" in low:
-        text = f"{where}: user {ep.user!r} does not exist on the server: fix user in the connection string"
-    elif "pg_hba.conf" in low:
-        text = (
-            f"{where}: the server's pg_hba.conf rejects this connection: add an entry for this "
-            "host and user (on RDS: check the security group and parameter group)"
-        )
-    elif any(
-        s in low
-        for s in ("connection refused", "timeout expired", "could not translate host",
-                  "no route to host", "network is unreachable", "name or service not known",
-                  "could not connect", "connection to server")
-    ):
-        text = (
-            f"{where}: cannot reach the server ({_first_line(exc)}): "
-            "check host and port, that the server is running, and that firewalls or security "
-            "groups let this machine in"
-        )
-    else:
-        text = f"{where}: cannot connect: {ep.redact(_first_line(exc))}"
-    return UserError(ep.redact(text))
+    quoted = _quote_ident(ep.user)
+    values = {"user": ep.user, "user_sql": quoted, "dbname": ep.dbname, "host": ep.host,
+              "port": ep.port, "user_repr": repr(ep.user), "dbname_repr": repr(ep.dbname)}
+    said = _server_says(msg)
+    timed_out = isinstance(exc, psycopg.errors.ConnectionTimeout)
+    tried_tls = str(ep.params.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer") not in (
+        "disable", "allow")
+    for cause in _CAUSES:
+        if cause.without_tls and tried_tls:
+            continue
+        if re.search(cause.pattern, "timeout expired" if timed_out else msg, re.IGNORECASE):
+            problem = cause.problem.format(**values)
+            shown = f" ({said})" if cause.quote else ""
+            return UserError(ep.redact(f"{where}: {problem}{shown}"),
+                             fix=ep.redact(cause.fix.format(**values)))
+    return UserError(ep.redact(f"{where}: cannot connect: {said}"),
+                     fix="check the connection string against the server's log")
+
+
+def _quote_ident(name: str) -> str:
+    """A role name as SQL needs it in the statements a fix suggests (no server to ask here)."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def connect(
