@@ -76,10 +76,10 @@ def test_copy_and_verify_into_the_stack_found_by_name(
     src = pg_source.url(source_db)
     copied = _cli("copy", "-s", src, "-t", target, "--jobs", "2", "--json")
     assert copied.exit_code == 0, copied.output
-    assert f"@127.0.0.1:{pg_target.port}/{target_db}" in json.loads(copied.stdout)["target"]
+    assert f"@127.0.0.1:{pg_target.port}/{target_db}" in json.loads(copied.stdout)["result"]["target"]
     verified = _cli("verify", "-s", src, "-t", target, "--json")
     assert verified.exit_code == 0, verified.output
-    assert json.loads(verified.stdout)["identical"] is True
+    assert json.loads(verified.stdout)["result"]["identical"] is True
     assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
     for text in (copied.output, verified.output):
         assert pg_target.password not in text and pg_source.password not in text

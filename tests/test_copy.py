@@ -190,7 +190,7 @@ def test_cli_copy_writes_a_json_report_and_never_prints_the_password(
         "--jobs", "2", "--report", str(report_path), "--state-dir", str(tmp_path / "s"), "--json",
     ])
     assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out = json.loads(result.stdout)["result"]
     on_disk = json.loads(report_path.read_text())
     assert out["rows"] == on_disk["rows"] == 1000
     assert on_disk["tables"][0]["table"] == "public.t"

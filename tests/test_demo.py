@@ -182,7 +182,7 @@ def test_demo_end_to_end_says_identical_and_leaves_nothing_behind(
 ) -> None:
     proc = _run_demo("--scale", "1", "--json", cwd=tmp_path, tmpdir=demo_tmpdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    report = json.loads(proc.stdout)["result"]
     assert report["identical"] is True
     assert report["rows"] == report["verified_rows"] > 350_000
     assert report["large_objects"] == 3 and report["copy_mb_per_s"] > 0

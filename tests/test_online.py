@@ -232,15 +232,15 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
     synced = _cli("sync", *args, "--jobs", "2", "--replica-identity-full")
     assert synced.exit_code == 0, synced.output
     assert "public.audit_log has no primary key" in synced.stderr  # the consent, said aloud
-    assert "replica identity FULL set on public.audit_log" in synced.stderr
-    assert "streaming: subscription rdsmigrate_" in synced.stderr
+    assert "replica identity FULL set on public.audit_log" in synced.stdout
+    assert "streaming: subscription rdsmigrate_" in synced.stdout
 
     lags: list[tuple[int, float]] = []
     for _ in range(6):
         time.sleep(0.5)
         shown = _cli("status", *args, "--json")
         assert shown.exit_code == 0, shown.output
-        status = json.loads(shown.stdout)
+        status = json.loads(shown.stdout)["result"]
         assert status["worker_running"] and status["slot_active"] and status["publication"]
         assert status["drift"] == [] and not status["frozen"]
         assert {t["state"] for t in status["tables"]} == {"ready"}
@@ -253,7 +253,7 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
 
     cut = _cli("cutover", *args, "--json", "--timeout", "30")
     assert cut.exit_code == 0, cut.output
-    report = json.loads(cut.stdout)
+    report = json.loads(cut.stdout)["result"]
     work.join()
     print(f"\nlag under load (bytes, s): {lags}; write downtime {report['write_downtime_s']} s; "
           f"steps {report['steps']}; workload: {len(work.outcomes)} writes, "
@@ -335,7 +335,7 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         src.execute("CREATE TABLE late (id int PRIMARY KEY)")
         shown = _cli("status", *args, "--json")
         assert shown.exit_code == 0, shown.output
-        assert json.loads(shown.stdout)["drift"] == [
+        assert json.loads(shown.stdout)["result"]["drift"] == [
             "public.late: created since the copy (it is not on the target)"]
         refused = _cli("cutover", *args)
         assert refused.exit_code == 2
@@ -350,9 +350,9 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
             src.execute("INSERT INTO t VALUES (102, 'stuck behind the lock')")
         behind = _cli("status", *args, "--json", "--lag-timeout", "1")
         assert behind.exit_code == 0, behind.output
-        lagging = json.loads(behind.stdout)
+        lagging = json.loads(behind.stdout)["result"]
         assert lagging["lag_seconds_at_least"] and lagging["lag_seconds"] >= 1
-        assert "more than 1." in _cli("status", *args, "--lag-timeout", "1").stderr
+        assert "more than 1." in _cli("status", *args, "--lag-timeout", "1").stdout
         failed = _cli("cutover", *args, "--timeout", "2")
         assert failed.exit_code == 2, failed.output
         assert "did not apply" in failed.stderr and "unfrozen" in failed.stderr
@@ -366,7 +366,7 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     # With the fault removed, replication catches up on its own.
     _wait_for_rows(pg_target, target_db, 103, "replication did not catch up")
     shown = _cli("status", *args, "--json")
-    status = json.loads(shown.stdout)
+    status = json.loads(shown.stdout)["result"]
     assert status["worker_running"] and status["slot_active"] and not status["frozen"]
     # Caught up and idle: the probe sees nothing pending instead of waiting out its limit.
     assert not status["lag_seconds_at_least"] and status["lag_seconds"] < 1
@@ -377,14 +377,14 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
         record.unlink()
     shown = _cli("status", *args, "--json")
     assert shown.exit_code == 0, shown.output
-    status = json.loads(shown.stdout)
+    status = json.loads(shown.stdout)["result"]
     assert not status["recorded"] and status["drift"] == [] and status["worker_running"]
     # As if a cutover had been interrupted while the source was frozen.
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
         src.execute(f'ALTER DATABASE "{source_db}" SET default_transaction_read_only = on')
     aborted = _cli("abort", *args, "--json")
     assert aborted.exit_code == 0, aborted.output
-    removed = json.loads(aborted.stdout)
+    removed = json.loads(aborted.stdout)["result"]
     assert len(removed["subscriptions"]) == len(removed["slots"]) == len(removed["publications"]) == 1
     assert removed["unfrozen"]
     _nothing_left(pg_source, source_db, pg_target, target_db)
@@ -456,7 +456,7 @@ def test_target_unreachable_in_the_middle_of_cutover_leaves_the_source_writable_
             src.execute("INSERT INTO t VALUES (102, 'the source takes writes again')")
         _wait_for_rows(pg_target, target_db, 102, "replication did not keep running")
         proxy.restore()
-        status = json.loads(_cli("status", *args, "--json").stdout)
+        status = json.loads(_cli("status", *args, "--json").stdout)["result"]
         assert status["worker_running"] and status["slot_active"] and not status["frozen"]
         # With the target reachable again, the same cutover goes through.
         done = _cli("cutover", *args, "--json")
@@ -492,7 +492,7 @@ def test_tables_without_replica_identity_are_refused_unless_consented_then_verif
                     "UPDATE keyed SET n = -n WHERE id % 7 = 0; SELECT lo_unlink(7002)")
     cut = _cli("cutover", *args, "--verify", "full", "--json")
     assert cut.exit_code == 0, cut.output
-    report = json.loads(cut.stdout)
+    report = json.loads(cut.stdout)["result"]
     assert report["verify"] == "full" and report["tables_checked"] == 2
     assert report["large_objects"] == 1
     assert_same(pg_source.dsn(source_db), online_target_dsn(pg_target, target_db))

@@ -124,7 +124,6 @@ def _sql_admin(cluster: LocalCluster, dbname: str, statements: str) -> None:
 
 def test_clean_pair_is_ready_reports_everything_and_writes_nothing(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _sql(pg_source, source_db, f"""
         CREATE TABLE payments (id bigint PRIMARY KEY, amount numeric, doc xml);
@@ -163,17 +162,17 @@ def test_clean_pair_is_ready_reports_everything_and_writes_nothing(
     assert report.estimated_seconds == pytest.approx(
         report.estimated_bytes / (report.assumed_mb_per_s * 1024 * 1024), abs=0.1)
 
-    stderr = io.StringIO()
-    report.render(Reporter(stream=stderr))
-    shown = capsys.readouterr().out
+    out = io.StringIO()
+    report.render(Reporter(stream=out))
+    shown = out.getvalue()
     assert "an estimate assuming 40 MB/s per job x 2 jobs" in shown and "warning:" in shown
-    assert stderr.getvalue().strip() == "ready to copy"
+    assert shown.endswith("ready to copy\n")
     assert json.loads(report.model_dump_json())["blockers"] == []
 
     assert (fingerprint(pg_source, source_db), fingerprint(pg_target, target_db)) == before
 
 
-def test_cli_shows_the_report_on_stdout_and_the_verdict_on_stderr(
+def test_cli_shows_the_report_and_its_verdict_on_stdout_and_a_refusal_on_stderr(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
 ) -> None:
     _sql(pg_source, source_db, "CREATE TABLE t (id int PRIMARY KEY)")
@@ -181,12 +180,23 @@ def test_cli_shows_the_report_on_stdout_and_the_verdict_on_stderr(
     shown = CliRunner().invoke(app, args)
     assert shown.exit_code == 0, shown.output
     assert shown.stdout.startswith(f"preflight postgres@127.0.0.1:{pg_source.port}/{source_db}")
-    assert "1 table, 0 sequences" in shown.stdout and shown.stderr == "ready to copy\n"
+    assert "1 table, 0 sequences" in shown.stdout and shown.stdout.endswith("ready to copy\n")
+    assert shown.stderr == ""
     as_json = CliRunner().invoke(app, [*args, "--json"])
     assert as_json.exit_code == 0 and as_json.stderr == ""
     parsed = json.loads(as_json.stdout)
-    assert parsed["ready"] is True and parsed["tables"] == 1 and parsed["blockers"] == []
-    for result in (shown, as_json):
+    assert (parsed["command"], parsed["ok"], parsed["error"]) == ("preflight", True, None)
+    result = parsed["result"]
+    assert result["ready"] is True and result["tables"] == 1 and result["blockers"] == []
+
+    _sql(pg_target, target_db, "CREATE TABLE already_here (id int)")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2
+    assert "BLOCKER: target database" in refused.stdout and "not ready: 1 blocker" in refused.stdout
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith(
+        f"error: target database {target_db} is not empty (1 user object): copy into an empty "
+        "database")
+    for result in (shown, as_json, refused):
         assert pg_source.password not in result.output and pg_target.password not in result.output
 
 
@@ -457,3 +467,86 @@ def test_a_role_named_rds_replication_grants_nothing_outside_rds(
         finding = next(f for f in report.warnings if f.code == "replication-privilege")
         assert finding.fix is not None and finding.fix.startswith(f"ALTER ROLE {role} REPLICATION;")
         assert str(finding.rds_fix).startswith(f"GRANT rds_replication TO {role};")
+
+
+NEWER_TARGET_SCHEMA = """
+    CREATE TABLE docs (id int PRIMARY KEY, body text);
+    CREATE VIEW doc_xml AS SELECT id, xmlparse(content body) AS parsed FROM docs;
+    CREATE VIEW doc_titles AS SELECT id, (xpath('/t/text()', body::xml))[1]::text AS title
+      FROM docs;
+    CREATE MATERIALIZED VIEW doc_snap AS SELECT id, body::xml AS x FROM docs;
+    CREATE DOMAIN xdoc AS xml;
+    CREATE FUNCTION title_of(d xml) RETURNS text LANGUAGE sql AS $$ SELECT d::text $$;
+    CREATE VIEW plain_view AS SELECT id, body FROM docs;
+
+    CREATE COLLATION de_icu (provider = icu, locale = 'de-DE');
+    CREATE TABLE names (id int PRIMARY KEY, name text COLLATE de_icu,
+                        code text COLLATE "und-x-icu", plain text);
+    CREATE INDEX names_plain_icu ON names (plain COLLATE "und-x-icu");
+
+    CREATE TABLE blobs (id int PRIMARY KEY, data text COMPRESSION lz4, other text);
+
+    CREATE TABLE parent (a int, b int);
+    CREATE TABLE child (a int, b int GENERATED ALWAYS AS (a * 2) STORED) INHERITS (parent);
+    CREATE TABLE measures (a int, b int) PARTITION BY RANGE (a);
+    CREATE TABLE measures_low (a int, b int GENERATED ALWAYS AS (a + 1) STORED);
+    ALTER TABLE measures ATTACH PARTITION measures_low FOR VALUES FROM (0) TO (10);
+"""
+
+
+def test_a_newer_target_without_icu_lz4_and_libxml_blocks_what_it_cannot_take(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+    pg_target: LocalCluster, target_db: str,
+) -> None:
+    """The embedded PostgreSQL 18 is built without ICU, lz4 and libxml, and is 16+: each of
+    those findings is a real refusal of that server. A PostgreSQL 15 target built with all three
+    takes the same schema, so none of them appears there: each finding depends on the target."""
+    with admin(pg18_target, target18_db) as conn:
+        for probe in ("CREATE COLLATION c (provider = icu, locale = 'de-DE')",
+                      "CREATE TEMP TABLE t (x text COMPRESSION lz4)",
+                      "CREATE TABLE p (a int, b int); CREATE TABLE c (a int, "
+                      "b int GENERATED ALWAYS AS (a * 2) STORED) INHERITS (p)"):
+            with pytest.raises(psycopg.Error):
+                conn.execute(probe)
+    _sql(pg_source, source_db, NEWER_TARGET_SCHEMA)
+    before = fingerprint(pg18_target, target18_db)
+
+    report = _run(pg_source.dsn(source_db), pg18_target.dsn(target18_db))
+    assert _codes(report.blockers) == ["xml-objects", "icu-collations", "lz4-compression",
+                                       "generated-inheritance"]
+    xml = next(f for f in report.blockers if f.code == "xml-objects")
+    assert xml.problem.endswith(
+        "domain public.xdoc, function public.title_of(d xml), materialized view public.doc_snap, "
+        "view public.doc_titles, view public.doc_xml")
+    assert "plain_view" not in xml.problem and "libxml" in str(xml.fix)
+    icu = next(f for f in report.blockers if f.code == "icu-collations")
+    assert icu.problem.endswith(
+        "collation public.de_icu, column public.names.code, column public.names.name, "
+        "index public.names_plain_icu")
+    lz4 = next(f for f in report.blockers if f.code == "lz4-compression")
+    assert lz4.problem.endswith("public.blobs.data") and "SET COMPRESSION default" in str(lz4.fix)
+    generated = next(f for f in report.blockers if f.code == "generated-inheritance")
+    assert "public.child.b (generated, its parent's not)" in generated.problem
+    assert "public.measures_low.b" in generated.problem
+    assert ("ALTER TABLE public.child NO INHERIT public.parent; ALTER TABLE public.child ALTER "
+            "COLUMN b DROP EXPRESSION; ALTER TABLE public.child INHERIT public.parent;"
+            in str(generated.fix))
+    assert fingerprint(pg18_target, target18_db) == before
+
+    # The fixes the findings name clear them (on the source; the xml and ICU objects go). The
+    # generated columns' fix is run as printed: for the child and for the partition.
+    _sql(pg_source, source_db, f"""
+        DROP VIEW doc_xml, doc_titles; DROP MATERIALIZED VIEW doc_snap; DROP DOMAIN xdoc;
+        DROP FUNCTION title_of(xml); DROP TABLE names; DROP COLLATION de_icu;
+        ALTER TABLE blobs ALTER COLUMN data SET COMPRESSION default;
+        {str(generated.fix).split(": ", 1)[1].split("; or leave")[0]}
+    """)
+    assert _run(pg_source.dsn(source_db), pg18_target.dsn(target18_db)).blockers == []
+
+
+def test_the_same_schema_suits_a_target_that_has_icu_lz4_and_libxml(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+) -> None:
+    _sql(pg_source, source_db, NEWER_TARGET_SCHEMA)
+    report = _run(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    assert report.blockers == []

@@ -130,7 +130,7 @@ def test_sigkill_in_the_data_phase_then_resume_gives_identical_databases(
     verified = subprocess.run([*CLI, "verify", "-s", src, "-t", tgt, "--json"],
                               capture_output=True, text=True, timeout=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["identical"] is True
+    assert json.loads(verified.stdout)["result"]["identical"] is True
 
 
 def test_ctrl_c_stops_the_workers_and_says_what_state_the_target_is_in(

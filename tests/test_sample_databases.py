@@ -93,8 +93,8 @@ def migrate_and_verify(source: LocalCluster, source_db: str, target: LocalCluste
         "verify", "-s", source.url(source_db), "-t", target.url(target_db), "--jobs", "2", "--json",
     ])
     assert verified.exit_code == 0, verified.output
-    assert json.loads(verified.stdout)["identical"] is True
-    report: dict[str, object] = json.loads(copied.stdout)
+    assert json.loads(verified.stdout)["result"]["identical"] is True
+    report: dict[str, object] = json.loads(copied.stdout)["result"]
     return report
 
 

@@ -528,12 +528,12 @@ def test_cli_exit_codes_json_and_no_password(
 
     same = runner.invoke(app, args)
     assert same.exit_code == 0, same.output
-    assert json.loads(same.stdout)["identical"] is True
+    assert json.loads(same.stdout)["result"]["identical"] is True
 
     _exec(pg_target, target_db, "DELETE FROM numbered WHERE id = 42")
     differs = runner.invoke(app, args)
     assert differs.exit_code == 1, differs.output
-    result = json.loads(differs.stdout)
+    result = json.loads(differs.stdout)["result"]
     assert result["identical"] is False
     assert [(d["range"], d["source_rows"], d["target_rows"]) for d in result["differences"]] == [
         ("id < 251", 250, 249)]
@@ -560,11 +560,11 @@ def test_cli_checksum_md5_asked_for_in_the_environment(
 
     fast = runner.invoke(app, [*args, "--json"])
     assert fast.exit_code == 0, fast.output
-    assert json.loads(fast.stdout)["checksum"] == "hash_record_extended"
+    assert json.loads(fast.stdout)["result"]["checksum"] == "hash_record_extended"
 
     md5 = runner.invoke(app, [*args, "--json"], env={"RDSMIGRATE_VERIFY_CHECKSUM": "md5"})
     assert md5.exit_code == 0, md5.output
-    result = json.loads(md5.stdout)
+    result = json.loads(md5.stdout)["result"]
     assert (result["identical"], result["checksum"]) == (True, "md5")
     assert "asked for" in result["checksum_reason"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import functools
+import json
 import os
 import signal
 import sys
@@ -21,7 +22,14 @@ import pydantic
 import typer
 
 from rdsmigrate.db.connect import Endpoint, redact_secrets
-from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, RdsMigrateError
+from rdsmigrate.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USER,
+    DifferencesFound,
+    RdsMigrateError,
+)
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions, Selection, VerifyOptions
 
@@ -41,46 +49,86 @@ class Renderable(Protocol):
     def model_dump_json(self, *, indent: int | None = None) -> str: ...
 
 
+class _Run:
+    """What the running command produced, for its envelope: the last result it emitted."""
+
+    result: Renderable | None = None
+
+
+_run = _Run()
+
+
+def envelope(command: str, exit_code: int, result: Renderable | None,
+             problem: str | None = None, fix: str | None = None) -> str:
+    """The one shape of every ``--json`` output, success or failure (so a script never parses
+    two shapes, or an empty stdout): ``command``, ``ok``, ``exit_code``, ``error`` (``message``
+    and its ``fix``, or null) and ``result`` (the command's report, or null; a failure may come
+    with one, such as preflight's blockers or verify's differences)."""
+    body = {
+        "command": command,
+        "ok": exit_code == EXIT_OK,
+        "exit_code": exit_code,
+        "error": None if problem is None else {"message": problem, "fix": fix},
+        "result": None if result is None else json.loads(result.model_dump_json()),
+    }
+    return json.dumps(body, indent=2)
+
+
 def handled(func: F) -> F:
-    """Turn our errors into one line and an exit code; anything else is a bug (exit 3)."""
+    """Run a command: its results on stdout (the ``--json`` envelope, or the rendered report),
+    errors, progress and messages on stderr; our errors become one line and an exit code,
+    anything else is a bug (exit 3)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        # The function's name is the command's (``aws_run`` for ``aws run``).
+        command = func.__name__.replace("_", " ")
+        _run.result = None
+        code, problem, fix, line = EXIT_OK, None, None, None
         try:
-            return func(*args, **kwargs)
+            func(*args, **kwargs)
         except RdsMigrateError as exc:
-            typer.echo(f"error: {redact_secrets(str(exc))}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            code, problem = exc.exit_code, redact_secrets(exc.problem)
+            fix = exc.fix and redact_secrets(exc.fix)
+            line = f"error: {problem}" + (f": {fix}" if fix else "")
         except pydantic.ValidationError as exc:
-            problems = "; ".join(
+            code, problem = EXIT_USER, "; ".join(
                 f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
                 for e in exc.errors()
             )
-            typer.echo(f"error: {problems}", err=True)
-            raise typer.Exit(EXIT_USER) from None
+            line = f"error: {problem}"
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-        except typer.Exit:
-            raise
+            code, problem = EXIT_INTERRUPTED, "interrupted"
+            line = problem
+        except typer.Exit as exc:
+            # Raised by code that has said why itself.
+            code = exc.exit_code
+            problem = None if code == EXIT_OK else f"exit code {code}"
         except Exception as exc:
             if _debug:
                 traceback.print_exc()
-            typer.echo(
-                f"internal error: {type(exc).__name__}: {redact_secrets(str(exc))} "
-                "(this is a bug; rerun with --debug for a traceback)",
-                err=True,
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
+            code = EXIT_INTERNAL
+            problem = f"internal error: {type(exc).__name__}: {redact_secrets(str(exc))}"
+            fix = "this is a bug; rerun with --debug for a traceback"
+            line = f"{problem} ({fix})"
+        if line is not None:
+            typer.echo(line, err=True)
+        if as_json:
+            sys.stdout.write(envelope(command, code, _run.result, problem, fix) + "\n")
+            sys.stdout.flush()
+        if code != EXIT_OK:
+            raise typer.Exit(code)
 
     return wrapper  # type: ignore[return-value]
 
 
 def emit(result: Renderable, as_json: bool, reporter: Reporter) -> None:
-    if as_json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-    else:
-        result.render(reporter)
+    """Hand the command's result over: rendered for people on stdout now, or kept for the
+    ``--json`` envelope that :func:`handled` prints when the command ends."""
+    _run.result = result
+    if not as_json:
+        result.render(Reporter(stream=sys.stdout))
 
 
 SourceOpt = Annotated[
@@ -145,8 +193,7 @@ def preflight(
     reporter = Reporter(quiet=quiet or as_json)
     report = phase.run(src, tgt, CopyOptions(selection=_selection(schema, exclude_table)))
     emit(report, as_json, reporter)
-    if report.blockers:
-        raise typer.Exit(EXIT_USER)
+    phase.require_ready(report)
 
 
 @app.command()
@@ -203,7 +250,6 @@ def verify(
     """Prove both databases hold the same rows: per-range counts and checksums, computed on each
     server in parallel; sequences and large objects too. Exit 1 when anything differs."""
     from rdsmigrate import verify as phase
-    from rdsmigrate.errors import EXIT_DIFFERENCES
 
     src, tgt = _endpoints(source, target)
     options = VerifyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
@@ -212,7 +258,10 @@ def verify(
     result = phase.run(src, tgt, options, reporter)
     emit(result, as_json, reporter)
     if not result.identical:
-        raise typer.Exit(EXIT_DIFFERENCES)
+        objects = len({d.object for d in result.differences})
+        raise DifferencesFound(
+            f"source and target differ: {len(result.differences)} difference(s) in {objects} "
+            "object(s), listed in the result")
 
 
 @app.command()

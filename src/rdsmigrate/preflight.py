@@ -25,12 +25,10 @@ stops with (:func:`require_ready`).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import psycopg
 from pydantic import BaseModel, computed_field
-from rich.console import Console
 
 from rdsmigrate import prerequisites
 from rdsmigrate.db import catalog
@@ -82,25 +80,22 @@ class PreflightReport(BaseModel):
         return not self.blockers
 
     def render(self, reporter: Reporter) -> None:
-        """The report on stdout (it is the command's result), the verdict as one line on stderr.
-
-        The verdict goes to stderr so that a blocked preflight looks like every other refusal of
-        the tool: exit 2 and one ``error:`` line naming the problem and the fix.
-        """
-        out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-
+        """The report and its verdict, on the reporter's console (stdout, as every command's
+        result). A blocked preflight then ends like every other refusal of the tool: exit 2 and
+        one ``error:`` line on stderr naming the problem and the fix (:func:`require_ready`)."""
         def say(text: str, style: str | None = None) -> None:
-            out.print(text, markup=False, highlight=False, style=style)
+            reporter.console.print(text, markup=False, highlight=False, style=style)
 
+        plural = prerequisites.plural
         src, tgt = self.source, self.target
         say(f"preflight {src.endpoint} -> {tgt.endpoint}", "bold")
         say(f"  source   PostgreSQL {src.version}, user {src.user}, wal_level {self.wal_level}, "
-            f"{prerequisites.plural(self.free_replication_slots, 'free replication slot')}")
+            f"{plural(self.free_replication_slots, 'free replication slot')}")
         say(f"  target   PostgreSQL {tgt.version}, user {tgt.user}")
         say(f"  client   {self.pg_dump or 'no pg_dump recent enough'}")
         extensions = ", ".join(self.extensions) or "none"
-        say(f"  objects  {prerequisites.plural(self.tables, 'table')}, {prerequisites.plural(self.sequences, 'sequence')}, "
-            f"{prerequisites.plural(self.large_objects, 'large object')}; extensions: {extensions}")
+        say(f"  objects  {plural(self.tables, 'table')}, {plural(self.sequences, 'sequence')}, "
+            f"{plural(self.large_objects, 'large object')}; extensions: {extensions}")
         say(f"  size     {human_bytes(self.table_bytes)} of table data "
             f"(database {human_bytes(self.database_bytes)})")
         say(f"  estimate {_duration(self.estimated_seconds)} for the rows (an estimate "
@@ -113,20 +108,22 @@ class PreflightReport(BaseModel):
         for f in self.blockers:
             say(f"  BLOCKER: {f.message}", "red")
         if self.ready:
-            reporter.console.print("ready to copy", markup=False, highlight=False, style="green")
+            say("ready to copy", "green")
         else:
-            reporter.console.print(f"error: {_summary(self)}", markup=False, highlight=False)
+            say(f"not ready: {plural(len(self.blockers), 'blocker')}", "red")
 
 
 def require_ready(report: PreflightReport) -> None:
-    """Raise the first blocker as a one-line UserError; the caller writes nothing before this."""
-    if report.blockers:
-        raise UserError(_summary(report))
-
-
-def _summary(report: PreflightReport) -> str:
-    first, more = report.blockers[0].message, len(report.blockers) - 1
-    return first + (f" (+{more} more; run rdsmigrate preflight)" if more else "")
+    """Raise the first blocker as a one-line UserError (its problem and fix apart, for the
+    ``--json`` envelope); the caller writes nothing before this."""
+    if not report.blockers:
+        return
+    first, more = report.blockers[0], len(report.blockers) - 1
+    others = f" (+{more} more; run rdsmigrate preflight)" if more else ""
+    fix = first.fixes
+    if fix is None:
+        raise UserError(first.problem + others)
+    raise UserError(first.problem, fix=fix + others)
 
 
 def _duration(seconds: float) -> str:

