@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable
-from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,53 +346,6 @@ def _guc_value(name: str, value: str) -> sql.Composable:
             item = item[1:-1].replace('""', '"')
         items.append(sql.Literal(item))
     return sql.SQL(", ").join(items)
-
-
-def drop_roles(target_conn: psycopg.Connection[Any], names: Seq[str]) -> list[str]:
-    """Undo :func:`copy_roles` after a failed pre-data restore (which left them owning nothing);
-    returns the roles that could not be dropped."""
-    left = []
-    for name in names:
-        try:
-            target_conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-        except psycopg.Error:
-            left.append(name)
-    return left
-
-
-def copy_roles(tools: ClientTools, source: Endpoint, target_conn: psycopg.Connection[Any]) -> list[str]:
-    """Create the source's roles that the target lacks, without passwords (``--roles``)."""
-    existing = {r[0] for r in target_conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "roles.sql"
-        args = ["--roles-only", "--no-role-passwords", "--file", str(out)]
-        proc = subprocess.run(
-            [tools.path("pg_dumpall"), *args, "--dbname", source.without_password()],
-            env=source.client_env(), capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0:
-            raise UserError(f"pg_dumpall --roles-only failed on source {source.describe()}: "
-                            f"{source.redact(proc.stderr.strip()[:400])}")
-        script = out.read_text()
-    created = []
-    for statement in _sql_statements(script):
-        statement = statement.strip()
-        match = re.match(r'CREATE ROLE ("(?:[^"]|"")*"|\S+)', statement)
-        if not match:
-            continue
-        name = match.group(1).strip('"').replace('""', '"')
-        if name in existing or name.startswith("pg_") or name.startswith("rds"):
-            continue
-        target_conn.execute(statement.encode())
-        created.append(name)
-    # ALTER ROLE lines carry attributes (LOGIN, INHERIT ...) of the roles just created.
-    for statement in _sql_statements(script):
-        statement = statement.strip()
-        match = re.match(r'ALTER ROLE ("(?:[^"]|"")*"|\S+) WITH', statement)
-        if match and match.group(1).strip('"').replace('""', '"') in created:
-            cleaned = re.sub(r"\b(SUPERUSER|REPLICATION|BYPASSRLS)\b", lambda m: "NO" + m.group(1), statement)
-            target_conn.execute(cleaned.encode())
-    return created
 
 
 def refresh_materialized_views(source_conn: psycopg.Connection[Any],

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from rdsmigrate import preflight, schema
-from rdsmigrate.copy import objects, snapshot
+from rdsmigrate.copy import objects, roles, snapshot
 from rdsmigrate.copy.indexes import IndexBuilder
 from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
@@ -190,9 +190,14 @@ class _CopyJob:
             archive = schema.dump(tools, self.source, snapshot_id, self.resolved,
                                   self.state.archive_path)
             if self.options.roles:
-                # All or none: a role statement the target refuses leaves no role behind.
-                with tgt_admin.transaction():
-                    self.roles_created = schema.copy_roles(tools, self.source, tgt_admin)
+                # All or none: copy_roles runs in one transaction.
+                copied = roles.copy_roles(src_snap, tgt_admin)
+                self.roles_created = copied.created
+                if copied.set_role_granted:
+                    self.notes.append("target user made a member (SET ROLE) of the objects' "
+                                      "owner roles " + ", ".join(copied.set_role_granted))
+                if copied.not_carried:
+                    self.notes.append("--roles did not carry: " + "; ".join(copied.not_carried))
             if self.options.replace or self.options.resume:
                 schema.drop_existing(archive, tgt_admin)
             try:
@@ -212,7 +217,7 @@ class _CopyJob:
         return archive
 
     def _undo_roles(self, tgt_admin: psycopg.Connection[Any]) -> None:
-        left = schema.drop_roles(tgt_admin, self.roles_created)
+        left = roles.drop_roles(tgt_admin, self.roles_created)
         if left:
             self.reporter.warn(f"roles created by this run remain on the target: {', '.join(left)}"
                                " (DROP ROLE them, or keep them for the next run)")
