@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from rdsmigrate import preflight
 from rdsmigrate.cli import app
 from rdsmigrate.localpg import LocalCluster
-from tests.conftest import admin
+from tests.conftest import admin, master
 
 KEYS = ["command", "ok", "exit_code", "error", "result"]
 
@@ -70,7 +70,7 @@ def test_differences_come_with_the_report(
     pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
 ) -> None:
     for cluster, db, rows in ((pg_source, source_db, 10), (pg_target, target_db, 9)):
-        with admin(cluster, db) as conn:
+        with master(cluster, db) as conn:
             conn.execute(f"CREATE TABLE t (id int PRIMARY KEY); "
                          f"INSERT INTO t SELECT generate_series(1, {rows})")
     code, body, stderr = _invoke("verify", "-s", pg_source.url(source_db), "-t",

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from rdsmigrate.cli import app
 from rdsmigrate.localpg import LocalCluster
 from tests import test_preflight
-from tests.conftest import admin
+from tests.conftest import admin, superuser_url
 from tests.test_preflight import fingerprint, master_user
 
 # A fresh database on the PostgreSQL 18 cluster, the fixture test_preflight defines.
@@ -50,6 +50,8 @@ def suffix(pg_source: LocalCluster, pg18_target: LocalCluster) -> Iterator[str]:
 
 
 def _copy(source: str, target: str, tmp_path: Path) -> Any:
+    """``copy --roles`` from a self-managed source read as its superuser (which sees every
+    role's tables) into the RDS-like target as a master user."""
     return CliRunner().invoke(app, [
         "copy", "--roles", "-s", source, "-t", target, "--jobs", "1", "--json",
         "--state-dir", str(tmp_path / "state"), "--report", str(tmp_path / "report.json")])
@@ -89,7 +91,7 @@ def test_copy_roles_as_a_master_user_into_postgresql_18(
             GRANT SELECT ON app.items TO {reader};
         """)
     with master_user(pg18_target, target18_db) as (master, dsn):
-        result = _copy(pg_source.url(source_db), dsn, tmp_path)
+        result = _copy(superuser_url(pg_source, source_db), dsn, tmp_path)
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)["result"]
         assert sorted(report["roles_created"]) == sorted([owner, reader, boss, streamer])
@@ -142,7 +144,7 @@ def test_an_owner_the_master_user_cannot_become_leaves_no_role_behind(
         conn.execute(f"CREATE ROLE {legacy}")
     with master_user(pg18_target, target18_db) as (master, dsn):
         before = fingerprint(pg18_target, target18_db)
-        result = _copy(pg_source.url(source_db), dsn, tmp_path)
+        result = _copy(superuser_url(pg_source, source_db), dsn, tmp_path)
         assert result.exit_code == 2, result.output
         error = json.loads(result.stdout)["error"]
         assert f"owned by {legacy}" in error["message"] and "no role was created" in error["message"]
@@ -155,14 +157,15 @@ def test_objects_owned_by_a_target_superuser_are_refused_up_front(
     pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
     tmp_path: Path,
 ) -> None:
-    """The source's objects belong to ``postgres``, a superuser on the target too: no master user
-    may give objects to it."""
+    """The source's objects belong to its superuser, a superuser on the target too (``rdsadmin``
+    on RDS): no master user may give objects to it."""
     with admin(pg_source, source_db) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
     with master_user(pg18_target, target18_db) as (_, dsn):
         before = fingerprint(pg18_target, target18_db)
-        result = _copy(pg_source.url(source_db), dsn, tmp_path)
+        result = _copy(superuser_url(pg_source, source_db), dsn, tmp_path)
         assert result.exit_code == 2, result.output
-        assert "owned by postgres, a superuser on the target" in result.stderr
-        assert "REASSIGN OWNED BY postgres" in result.stderr
+        superuser = pg18_target.superuser
+        assert f"owned by {superuser}, a superuser on the target" in result.stderr
+        assert f"REASSIGN OWNED BY {superuser}" in result.stderr
         assert fingerprint(pg18_target, target18_db) == before
