@@ -279,7 +279,7 @@ def test_tables_without_columns_to_copy_keep_their_rows_through_copy_and_sync(
         conn.execute("DELETE FROM nothing WHERE ctid IN (SELECT ctid FROM nothing LIMIT 1)")
     differs = CliRunner().invoke(app, ["verify", *args, "--json"])
     assert differs.exit_code == 1
-    assert [d["object"] for d in json.loads(differs.stdout)["differences"]] == ["public.nothing"]
+    assert [d["object"] for d in json.loads(differs.stdout)["result"]["differences"]] == ["public.nothing"]
 
 
 @pytest.mark.slow
@@ -363,7 +363,7 @@ def test_large_objects_arrive_with_comments_and_with_roles_their_owners_and_gran
             conn.execute("COMMENT ON LARGE OBJECT 5002 IS 'changed'")
         differs = CliRunner().invoke(app, ["verify", *args, "--json"])
         assert differs.exit_code == 1, differs.output
-        assert [d["kind"] for d in json.loads(differs.stdout)["differences"]] == ["large_object_comment"]
+        assert [d["kind"] for d in json.loads(differs.stdout)["result"]["differences"]] == ["large_object_comment"]
     finally:
         with admin(pg_target, target_db) as conn:  # whoever created the roles, they go
             conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")

@@ -84,13 +84,13 @@ def test_a_bare_name_is_left_out_in_every_schema_by_the_schema_the_rows_and_veri
     copied = _cli("copy", *args, "--exclude-table", "foo", "--json")
     assert copied.exit_code == 0, copied.output
     assert _relations(pg_target, target_db) == {"app.keep", "public.bar"}
-    assert json.loads(copied.stdout)["excluded"] == ["app.foo", "public.foo"]
+    assert json.loads(copied.stdout)["result"]["excluded"] == ["app.foo", "public.foo"]
     src, tgt = table_fingerprints(pg_source.dsn(source_db)), table_fingerprints(pg_target.dsn(target_db))
     assert tgt == {k: v for k, v in src.items() if not k.endswith(".foo")}
 
     checked = _cli("verify", *args[:4], "--exclude-table", "foo", "--json")
     assert checked.exit_code == 0, checked.output
-    verdict = json.loads(checked.stdout)
+    verdict = json.loads(checked.stdout)["result"]
     assert verdict["identical"] and verdict["excluded"] == ["app.foo", "public.foo"]
     assert sorted(t["table"] for t in verdict["tables"]) == ["app.keep", "public.bar"]
     shown = _cli("verify", *args[:4], "--exclude-table", "foo")
@@ -99,7 +99,7 @@ def test_a_bare_name_is_left_out_in_every_schema_by_the_schema_the_rows_and_veri
     # Without the exclusion verify must see the two tables the copy left out.
     full = _cli("verify", *args[:4], "--json")
     assert full.exit_code == 1
-    assert {d["object"] for d in json.loads(full.stdout)["differences"]} == {"app.foo", "public.foo"}
+    assert {d["object"] for d in json.loads(full.stdout)["result"]["differences"]} == {"app.foo", "public.foo"}
 
 
 def test_a_qualified_name_leaves_out_exactly_that_table_and_schema_selects_by_pattern(
@@ -112,7 +112,7 @@ def test_a_qualified_name_leaves_out_exactly_that_table_and_schema_selects_by_pa
     copied = _cli("copy", *args, "--schema", "ap?", "--exclude-table", "app.foo", "--json")
     assert copied.exit_code == 0, copied.output
     assert _relations(pg_target, target_db) == {"app.keep"}
-    assert json.loads(copied.stdout)["excluded"] == ["app.foo"]
+    assert json.loads(copied.stdout)["result"]["excluded"] == ["app.foo"]
     checked = _cli("verify", *args[:4], "--schema", "app", "--exclude-table", "app.foo")
     assert checked.exit_code == 0, checked.output
 
@@ -142,7 +142,7 @@ def test_names_with_spaces_quotes_dots_and_upper_case_are_matched_as_written(
     copied = _cli("copy", *args, "--exclude-table", "Foo",
                   "--exclude-table", '"Mixed Case"."Big.Table"', "--json")
     assert copied.exit_code == 0, copied.output
-    assert json.loads(copied.stdout)["excluded"] == ["Mixed Case.Big.Table", "public.Foo"]
+    assert json.loads(copied.stdout)["result"]["excluded"] == ["Mixed Case.Big.Table", "public.Foo"]
     assert _relations(pg_target, target_db) == {"Mixed Case.small one", "public.foo"}
     tgt = table_fingerprints(pg_target.dsn(target_db))
     assert tgt == {k: v for k, v in table_fingerprints(pg_source.dsn(source_db)).items()
@@ -172,7 +172,7 @@ def test_excluding_tables_with_identity_and_serial_columns_leaves_out_their_sequ
     args = _args(pg_source, source_db, pg_target, target_db, tmp_path / "state")
     copied = _cli("copy", *args, "--exclude-table", "skipped_*", "--json")
     assert copied.exit_code == 0, copied.output
-    report = json.loads(copied.stdout)
+    report = json.loads(copied.stdout)["result"]
     assert report["excluded"] == ["public.skipped_identity", "public.skipped_serial"]
     assert report["sequences"] == 2
     assert _relations(pg_target, target_db) == {"public.kept", "public.kept_id_seq",
@@ -199,7 +199,7 @@ def test_excluding_a_partitioned_table_leaves_out_its_partitions(
     args = _args(pg_source, source_db, pg_target, target_db, tmp_path / "state")
     copied = _cli("copy", *args, "--exclude-table", "public.events", "--json")
     assert copied.exit_code == 0, copied.output
-    assert json.loads(copied.stdout)["excluded"] == ["public.events", "public.events_a",
+    assert json.loads(copied.stdout)["result"]["excluded"] == ["public.events", "public.events_a",
                                                      "public.events_b"]
     assert _relations(pg_target, target_db) == {"public.other"}
 
