@@ -91,6 +91,9 @@ class Network:
                 yield name, resource.get("Properties", {})
 
     def __post_init__(self) -> None:
+        # Network ACLs are not modelled: the VPC's default ACL admits everything, so security
+        # groups and routes decide. A template with its own ACLs needs a richer evaluator.
+        assert not list(self.resources("AWS::EC2::NetworkAclEntry")), "ACLs are not modelled"
         for name, props in self.resources("AWS::EC2::VPC"):
             self.vpc_cidrs[name] = Net(props["CidrBlock"])
         for name, props in self.resources("AWS::EC2::Subnet"):
@@ -168,7 +171,9 @@ class Network:
                 continue
             if self.text(props["ServiceName"]) != f"com.amazonaws.{self.region}.{service}":
                 continue
-            if props.get("PrivateDnsEnabled") is not True:
+            vpc = self.template["Resources"][self.text(props["VpcId"])]["Properties"]
+            dns = vpc.get("EnableDnsSupport") is True and vpc.get("EnableDnsHostnames") is True
+            if props.get("PrivateDnsEnabled") is not True or not dns:
                 return None  # the SDK would resolve the public name, unreachable from here
             return self.subnet_node(
                 name, self.items(props["SecurityGroupIds"]), self.items(props["SubnetIds"])

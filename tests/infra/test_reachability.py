@@ -9,6 +9,7 @@ removes each rule and route those paths use, one at a time, and the check must f
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from typing import Any
 
@@ -198,3 +199,44 @@ def test_the_evaluator_sees_the_source_side_only_in_the_same_account(
     other = Network(env_stack.json, "eu-west-1")
     assert not set(cf.SOURCE_CONTEXT["sourceRouteTableIds"].split(",")) & set(other.routes)
     assert cf.SOURCE_CONTEXT["sourceSecurityGroupId"] not in other.ingress
+
+
+def _element(stack: Synthesized, type_: str, match: dict[str, Any]) -> str:
+    (name,) = [
+        k
+        for k, v in stack.resources(type_).items()
+        if all(v["Properties"].get(key) == value for key, value in match.items())
+    ]
+    return name
+
+
+def test_without_the_s3_prefix_list_rule_the_image_cannot_be_pulled(
+    default_stack: Synthesized,
+) -> None:
+    """One named example of the sweep above: the layers of the image come from S3."""
+    rule = next(
+        k
+        for k, v in default_stack.resources("AWS::EC2::SecurityGroupEgress").items()
+        if "DestinationPrefixListId" in v["Properties"]
+    )
+    assert _failing(without(default_stack.json, rule), "default") == ["runner -> s3:443"]
+
+
+def test_without_a_route_back_the_source_cannot_answer(peering_stack: Synthesized) -> None:
+    route = _element(
+        peering_stack,
+        "AWS::EC2::Route",
+        {"RouteTableId": cf.SOURCE_CONTEXT["sourceRouteTableIds"].split(",")[1]},
+    )
+    assert _failing(without(peering_stack.json, route), "peering") == [
+        "runner -> source:6432",
+        "database -> source:6432",
+    ]
+
+
+def test_without_private_dns_the_endpoint_does_not_count(default_stack: Synthesized) -> None:
+    mutated = copy.deepcopy(default_stack.json)
+    for resource in mutated["Resources"].values():
+        if resource["Properties"].get("ServiceName") == "com.amazonaws.us-east-1.logs":
+            resource["Properties"]["PrivateDnsEnabled"] = False
+    assert _failing(mutated, "default") == ["runner -> logs:443"]
