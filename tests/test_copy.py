@@ -14,6 +14,7 @@ from rdsmigrate import copy
 from rdsmigrate.cli import app
 from rdsmigrate.copy import indexes as indexes_module
 from rdsmigrate.copy import plan as plan_module
+from rdsmigrate.copy import stream as stream_module
 from rdsmigrate.db.catalog import Table
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
@@ -68,6 +69,8 @@ def test_only_a_table_of_more_than_one_and_a_half_shares_is_split_and_whole_tabl
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(plan_module, "MIN_SPLIT_BYTES", 8192)
+    # Tables this small are normally batched without FREEZE (stream.FREEZE_MIN_BYTES).
+    monkeypatch.setattr(stream_module, "FREEZE_MIN_BYTES", 0)
     # Every index its own build, as for a big table: they run side by side and must all arrive.
     monkeypatch.setattr(indexes_module, "SEPARATE_BUILDS_BYTES", 0)
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from rdsmigrate.copy import snapshot
+from rdsmigrate.copy import snapshot, stream
 from rdsmigrate.copy.plan import Unit
 from rdsmigrate.copy.stream import Stopped, copy_unit
 from rdsmigrate.db.connect import Endpoint, connect
@@ -40,6 +40,11 @@ PIDS = "pids"
 
 _PR_SET_PDEATHSIG = 1
 
+BATCH_UNITS = 64
+BATCH_SECONDS = 0.5
+"""A batch of small tables is committed after this many tables or seconds, whichever first:
+few enough locks held, and finished tables reported (and their index builds started) soon."""
+
 
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
@@ -48,7 +53,8 @@ def _die_with_parent() -> None:
 
 
 def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: list[Unit],
-                binary_ok: list[bool], work: Any, events: Any, stop: Event, go: Event) -> None:
+                binary_ok: list[bool], work: Any, events: Any, stop: Event, go: Event,
+                freeze_min_bytes: int) -> None:
     """Entry point of a worker process: ready its sessions, wait for ``go``, then take units."""
     # Ctrl-C reaches the whole process group; only the parent decides what to do about it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -73,13 +79,27 @@ def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: lis
             while not go.wait(timeout=0.5):
                 if stop.is_set() or os.getppid() != parent:
                     return
+            batch = _Batch()
             while not stop.is_set():
                 index = work.get()
                 if index is None:
-                    return
+                    break
                 current = index
-                _copy_one(src, tgt, units[index], index, binary_ok[index], events, stop, parent)
+                unit = units[index]
+                batched = stream.batchable(unit, freeze_min_bytes)
+                if not batched:
+                    batch.commit(tgt, events)
+                done = _copy_one(src, tgt, unit, index, binary_ok[index], events, stop, parent,
+                                 batched)
+                if batched:
+                    batch.add(done)
+                    if batch.full():
+                        batch.commit(tgt, events)
+                else:
+                    events.put(done)
                 current = -1
+            if not stop.is_set():
+                batch.commit(tgt, events)
     except Stopped:
         return
     except psycopg.errors.QueryCanceled:
@@ -95,8 +115,33 @@ def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: lis
         events.put((ERROR, current, kind, f"{type(exc).__name__}: {first}" if kind == "internal" else first))
 
 
+@dataclass
+class _Batch:
+    """Small tables loaded in the target's open transaction, reported once it commits."""
+
+    done: list[tuple[Any, ...]] = field(default_factory=list)
+    started: float = 0.0
+
+    def add(self, event: tuple[Any, ...]) -> None:
+        if not self.done:
+            self.started = time.monotonic()
+        self.done.append(event)
+
+    def full(self) -> bool:
+        return (len(self.done) >= BATCH_UNITS
+                or time.monotonic() - self.started >= BATCH_SECONDS)
+
+    def commit(self, tgt: psycopg.Connection[Any], events: Any) -> None:
+        stream.commit(tgt)
+        for event in self.done:
+            events.put(event)
+        self.done = []
+
+
 def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: Unit, index: int,
-              binary: bool, events: Any, stop: Event, parent: int) -> None:
+              binary: bool, events: Any, stop: Event, parent: int,
+              batched: bool) -> tuple[Any, ...]:
+    """Copy one unit; returns its DONE event, to send once the unit is committed."""
     started = time.monotonic()
     moved = [0]
 
@@ -105,8 +150,8 @@ def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: 
         events.put((PROGRESS, index, rows, nbytes))
         return not stop.is_set() and os.getppid() == parent
 
-    rows = copy_unit(src, tgt, unit, binary, progress)
-    events.put((DONE, index, rows, moved[0], time.monotonic() - started))
+    rows = copy_unit(src, tgt, unit, binary, progress, batched=batched)
+    return (DONE, index, rows, moved[0], time.monotonic() - started)
 
 
 def _context() -> Any:
@@ -165,7 +210,8 @@ class Pool:
         self._procs = [
             ctx.Process(target=worker_main, name=f"rdsmigrate-copy-{i}", daemon=True,
                         args=(self.source, self.target, self.snapshot_id, self.units,
-                              self.binary_ok, self._work, self._events, self._stop, self._go))
+                              self.binary_ok, self._work, self._events, self._stop, self._go,
+                              stream.FREEZE_MIN_BYTES))
             for i in range(count)]
         for proc in self._procs:
             proc.start()
