@@ -245,7 +245,7 @@ def test_sync_publishes_exactly_the_selected_tables(
         # Cutover counts the selected tables only; the excluded ones are not on the target.
         cut = _cli("cutover", *args, "--json", "--timeout", "30")
         assert cut.exit_code == 0, cut.output
-        assert json.loads(cut.stdout)["tables_checked"] == 2
+        assert json.loads(cut.stdout)["result"]["tables_checked"] == 2
         with psycopg.connect(online_target_dsn(pg_target, target_db)) as conn:
             assert conn.execute("SELECT count(*) FROM app.keep").fetchone() == (40,)
     finally:
