@@ -28,7 +28,13 @@ from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
-from tests.conftest import admin, create_database, drop_database, master, online_target_dsn
+from tests.conftest import (
+    admin,
+    create_database,
+    drop_database,
+    master,
+    online_target_dsn,
+)
 
 PG15_BINDIR = "/usr/lib/postgresql/15/bin"
 
@@ -550,3 +556,22 @@ def test_the_same_schema_suits_a_target_that_has_icu_lz4_and_libxml(
     _sql(pg_source, source_db, NEWER_TARGET_SCHEMA)
     report = _run(pg_source.dsn(source_db), pg_target.dsn(target_db))
     assert report.blockers == []
+
+
+def test_a_source_database_sorting_with_icu_warns_for_a_target_without_icu(
+    pg_source: LocalCluster, pg18_target: LocalCluster, target18_db: str,
+    pg_target: LocalCluster, target_db: str,
+) -> None:
+    name = f"icu_{os.getpid()}_{secrets.token_hex(2)}"
+    with admin(pg_source) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu "
+                             "ICU_LOCALE 'de-DE' LOCALE 'C.UTF-8'").format(sql.Identifier(name)))
+    try:
+        report = _run(pg_source.dsn(name), pg18_target.dsn(target18_db))
+        assert report.blockers == []
+        assert f"source database {name} sorts text with ICU" in _message(
+            report.warnings, "icu-database")
+        on_15 = _run(pg_source.dsn(name), pg_target.dsn(target_db))
+        assert "icu-database" not in _codes(on_15.warnings)
+    finally:
+        drop_database(pg_source, name)

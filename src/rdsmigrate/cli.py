@@ -1,8 +1,9 @@
 """The ``rdsmigrate`` command line: parses and validates options, runs a phase, renders its result.
 
 Exit codes: 0 success, 1 verification found differences, 2 a user or environment error,
-3 an internal error. Results go to stdout (``--json`` for machines); progress and messages go to
-stderr. No password reaches either: endpoints describe themselves as ``user@host:port/db``.
+3 an internal error, 130 interrupted. Results go to stdout (with ``--json``, one envelope for
+every outcome, see :func:`envelope`); progress, messages and errors go to stderr. No password
+reaches either: endpoints describe themselves as ``user@host:port/db``.
 """
 
 from __future__ import annotations
