@@ -237,3 +237,62 @@ def test_resume_drops_a_key_index_built_but_never_attached(
     assert resumed.returncode == 0, resumed.stderr
     assert target_indexes() == [("big_pkey", True)]
     assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+
+
+def test_resume_after_a_post_data_failure_finishes_what_the_failed_run_left(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path
+) -> None:
+    """A foreign key fails to validate (the test slips an orphan row into the target while the
+    rows load); once the row is gone, --resume must finish the post-data that the failed run
+    left half done, whatever of it already exists (a trigger, a publication's member...)."""
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE parent (id int PRIMARY KEY);"
+            "CREATE TABLE child (id int PRIMARY KEY, pid int CONSTRAINT child_pid_fkey"
+            "  REFERENCES parent);"
+            "INSERT INTO parent SELECT generate_series(1, 100);"
+            "INSERT INTO child SELECT g, g FROM generate_series(1, 100) g;"
+            "CREATE INDEX child_pid ON child (pid);"
+            "COMMENT ON CONSTRAINT child_pid_fkey ON child IS 'the key';"
+            "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS"
+            "  'BEGIN RETURN NEW; END';"
+            "CREATE TRIGGER child_noop BEFORE INSERT ON child FOR EACH ROW EXECUTE FUNCTION noop();"
+            "ALTER TABLE child ENABLE ROW LEVEL SECURITY;"
+            "CREATE POLICY child_all ON child USING (true);"
+            "CREATE PUBLICATION app_pub FOR TABLE child, parent;"
+            f"CREATE TABLE t{TABLES - 1} (id bigint PRIMARY KEY, body text);"
+            f"INSERT INTO t{TABLES - 1} SELECT g, md5(g::text) FROM generate_series(1, 50000) g"
+        )
+    state = tmp_path / "state"
+    src, tgt = pg_source.url(source_db), pg_target.url(target_db)
+    log = tmp_path / "copy.log"
+    proc = _start_copy(src, tgt, state, log, jobs=2)
+    try:
+        with _last_table_held(pg_target, target_db):
+            loaded = {"public.child", "public.parent"}
+            _wait_for(lambda: loaded <= {e["table"] for e in _events(state) if e["event"] == "table"}
+                      or proc.poll() is not None)
+            assert proc.poll() is None, log.read_text()
+            with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as conn:
+                conn.execute("INSERT INTO child VALUES (1000, 424242)")
+        assert proc.wait(timeout=120) != 0
+    finally:
+        proc.kill()
+        proc.wait()
+    failed = log.read_text()
+    assert "child_pid_fkey" in failed and "--resume" in failed, failed
+    with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as conn:
+        conn.execute("DELETE FROM child WHERE id = 1000")
+
+    resumed = subprocess.run(
+        [*CLI, "copy", "-s", src, "-t", tgt, "--jobs", "2", "--state-dir", str(state), "--resume"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+    with psycopg.connect(pg_target.dsn(target_db)) as conn:
+        members = conn.execute("SELECT tablename FROM pg_publication_tables"
+                               " WHERE pubname = 'app_pub' ORDER BY 1").fetchall()
+        comment = conn.execute("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint"
+                               " WHERE conname = 'child_pid_fkey'").fetchone()
+    assert members == [("child",), ("parent",)] and comment == ("the key",)

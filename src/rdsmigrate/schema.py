@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,122 @@ def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *,
                   section="pre-data", roles=roles, atomic=True)
 
 
-# TOC entry: "<dump id>; <catalog oid> <oid> <DESC> <schema> <tag...> <owner>"
-_TOC = re.compile(r"^\d+; \d+ \d+ (INDEX|CONSTRAINT) (\S+) (.+) (\S+)$")
+# One entry of `pg_restore --verbose --file -`: its header block, then its SQL up to the next one.
+_ENTRY_HEADER = re.compile(
+    r"^--\n-- TOC entry (\d+) \(class (\d+) OID (\d+)\)\n(?:-- Dependencies:([ \d]*)\n)?"
+    r"-- Name: (.*?); Type: (.*?); Schema: (.*?); Owner: (.*?)(?:; Tablespace: (.*))?\n"
+    r"(?:-- Data Pos: \d+\n)?--\n", re.MULTILINE)
+# What pg_restore writes between entries for the next one (which sets its own, see run_entry).
+_BETWEEN = re.compile(r"^(SET default_tablespace = .*|SET default_table_access_method = .*|"
+                      r"--\n-- PostgreSQL database dump complete\n--|\\(?:un)?restrict .*)$",
+                      re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One post-data TOC entry and the SQL pg_restore would run for it.
+
+    ``catalog`` is the object's (class, oid) on the source, which is how it is identified: names
+    in the TOC's text are ambiguous (spaces, quotes), a catalog address is not. ``table`` is the
+    relation the entry belongs to (``schema.name``), ``locks`` the partition roots of the
+    relations it locks (its own and, for a foreign key, the referenced one), ``address`` the
+    source's ``pg_identify_object_as_address`` of it, by which the target's copy is found.
+    """
+
+    dump_id: int
+    desc: str
+    tag: str
+    catalog: tuple[int, int]
+    deps: tuple[int, ...]
+    tablespace: str
+    sql: str
+    table: str | None = None
+    table_kind: str | None = None
+    locks: frozenset[int] = frozenset()
+    address: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+
+    def describe(self) -> str:
+        return f"{self.desc} {self.tag}"
+
+
+def _post_data_entries(archive: SchemaArchive, *, roles: bool) -> list[Entry]:
+    """The restorable post-data entries in the archive's (dependency) order, with their SQL,
+    obtained from one ``pg_restore --file -``: no process per entry or per table."""
+    args = [archive.tools.path("pg_restore"), "--verbose", "--section=post-data", "--file", "-"]
+    if not roles:
+        args += ["--no-owner", "--no-privileges"]
+    script = subprocess.run([*args, str(archive.path)], capture_output=True, text=True,
+                            check=True).stdout
+    wanted = {int(line.split(";", 1)[0]) for line in _restorable(archive, roles=roles)}
+    headers = list(_ENTRY_HEADER.finditer(script))
+    entries = []
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        dump_id = int(header.group(1))
+        if dump_id not in wanted:
+            continue
+        body = script[header.end():following.start() if following else len(script)]
+        entries.append(Entry(
+            dump_id=dump_id, desc=header.group(6), tag=header.group(5),
+            catalog=(int(header.group(2)), int(header.group(3))),
+            deps=tuple(int(d) for d in (header.group(4) or "").split()),
+            tablespace=header.group(9) or "", sql=_BETWEEN.sub("", body).strip(),
+        ))
+    return entries
+
+
+# The settings pg_restore gives its sessions: every name in the entries' SQL is qualified, and an
+# index expression's functions must resolve as they did for pg_dump.
+_SESSION = ("SET statement_timeout = 0; SET lock_timeout = 0; "
+            "SET idle_in_transaction_session_timeout = 0; SET client_encoding = 'UTF8'; "
+            "SET standard_conforming_strings = on; "
+            "SELECT pg_catalog.set_config('search_path', '', false); "
+            "SET check_function_bodies = false; SET xmloption = content; "
+            "SET client_min_messages = warning; SET row_security = off")
+
+
+def prepare_session(conn: psycopg.Connection[Any]) -> None:
+    """Make ``conn`` a session that runs entries the way ``pg_restore`` would."""
+    conn.execute(_SESSION.encode())
+
+
+def run_entries(conn: psycopg.Connection[Any], entries: Seq[Entry],
+                settings: dict[str, str] | None = None) -> None:
+    """Run ``entries`` in one transaction on a session made by :func:`prepare_session`."""
+    with conn.transaction():
+        for name, value in (settings or {}).items():
+            conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+        for entry in entries:
+            conn.execute("SELECT set_config('default_tablespace', %s, true)", [entry.tablespace])
+            conn.execute(entry.sql.encode())
+
+
+def exists_on_target(conn: psycopg.Connection[Any], entry: Entry) -> bool:
+    """Whether the target already has what ``entry`` creates, found by its catalog identity.
+
+    What a resumed copy meets from an interrupted run: each entry ran in its own transaction,
+    so an object that exists is complete. Comments, security labels and grants have no identity
+    of their own and are idempotent, so they are always run again.
+    """
+    if entry.desc == "INDEX ATTACH":
+        match = _ATTACH.match(entry.sql)
+        if match is None:
+            return False
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)"
+            " AND inhparent = to_regclass(%s))", [match.group(2), match.group(1)]).fetchone()
+        return bool(row and row[0])
+    if entry.address is None:
+        return False
+    kind, names, args = entry.address
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_get_object_address(%s, %s, %s)", [kind, list(names), list(args)])
+    except psycopg.Error:
+        return False
+    return True
+
+
+_ATTACH = re.compile(r"^ALTER INDEX (.+) ATTACH PARTITION (.+);$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -166,56 +281,85 @@ class KeyBuild:
 
 @dataclass(frozen=True)
 class PostData:
-    """Post-data entries split by when they can run.
+    """The archive's post-data entries, and which of them can run while rows still load.
 
-    ``per_table`` holds each table's own indexes and primary key/unique/check/exclusion
-    constraints: they need only that table's rows, so they can be built while other tables are
-    still loading. ``rest`` (foreign keys, triggers, partitioned-index attachments, policies...)
-    needs every table and runs last. ``key_builds`` offers the two-step form of the
-    ``per_table`` entries that are plain primary key or unique constraints, by TOC line.
+    ``per_table`` holds each table's own indexes and primary key/unique/exclusion constraints:
+    they need only that table's rows, so they can be built while other tables are still
+    loading. The rest (foreign keys, triggers, partitioned-index attachments, policies...) needs
+    every table and runs last. ``key_builds`` offers the two-step form of the ``per_table``
+    entries that are plain primary key or unique constraints, by dump id.
     """
 
-    per_table: dict[str, list[str]]
-    rest: list[str]
-    key_builds: dict[str, KeyBuild] = field(default_factory=dict)
+    entries: list[Entry]
+    per_table: dict[str, list[Entry]]
+    key_builds: dict[int, KeyBuild] = field(default_factory=dict)
 
-    def all_lines(self) -> list[str]:
-        return [line for lines in self.per_table.values() for line in lines] + self.rest
+
+# Per entry with a catalog address: its identity, the relation it belongs to and, for a foreign
+# key, the one it references, each with its partition tree's root.
+_ENTRY_OBJECTS = """
+WITH RECURSIVE up(rel, oid, depth) AS (
+       SELECT c.oid, c.oid, 0 FROM pg_class c WHERE c.relkind IN ('r', 'p', 'm', 'f')
+        UNION ALL
+       SELECT up.rel, i.inhparent, up.depth + 1 FROM pg_inherits i JOIN up ON i.inhrelid = up.oid
+        WHERE up.depth < 32),
+     roots(rel, top) AS (SELECT DISTINCT ON (rel) rel, oid FROM up ORDER BY rel, depth DESC)
+SELECT u.classid, u.objid, a.type, a.object_names, a.object_args,
+       rn.nspname || '.' || rc.relname, rc.relkind::text,
+       own.top, referenced.top
+  FROM unnest(%s::oid[], %s::oid[]) AS u(classid, objid)
+ CROSS JOIN LATERAL pg_identify_object_as_address(u.classid, u.objid, 0) AS a
+ CROSS JOIN LATERAL (SELECT CASE u.classid
+          WHEN 'pg_class'::regclass THEN
+            (SELECT coalesce(i.indrelid, u.objid) FROM pg_class c
+               LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = u.objid)
+          WHEN 'pg_constraint'::regclass THEN
+            (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE oid = u.objid)
+          WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = u.objid)
+          WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = u.objid)
+          WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = u.objid)
+          WHEN 'pg_statistic_ext'::regclass THEN
+            (SELECT stxrelid FROM pg_statistic_ext WHERE oid = u.objid)
+          END AS rel,
+        CASE WHEN u.classid = 'pg_constraint'::regclass THEN
+            (SELECT nullif(confrelid, 0) FROM pg_constraint WHERE oid = u.objid) END AS ref) AS r
+  LEFT JOIN pg_class rc ON rc.oid = r.rel
+  LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+  LEFT JOIN roots own ON own.rel = r.rel
+  LEFT JOIN roots referenced ON referenced.rel = r.ref
+"""
+
+# Entries built per table while rows load: they need only their own table's rows.
+TABLE_BUILDS = {"INDEX", "CONSTRAINT"}
 
 
 def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any], *,
                     roles: bool) -> PostData:
-    """Attribute post-data TOC entries to their table where that is unambiguous."""
-    index_table = {
-        (schema_name, index): table
-        for schema_name, index, table in source_conn.execute(
-            """SELECT n.nspname, ic.relname, tn.nspname || '.' || tc.relname
-                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                 JOIN pg_namespace n ON n.oid = ic.relnamespace
-                 JOIN pg_class tc ON tc.oid = i.indrelid AND tc.relkind = 'r'
-                 JOIN pg_namespace tn ON tn.oid = tc.relnamespace"""
+    """The post-data entries with their source identity; each loaded table's own builds apart."""
+    entries = _post_data_entries(archive, roles=roles)
+    with_oid = [e for e in entries if e.catalog[0] != 0 and e.catalog[1] != 0]
+    found = {
+        (int(classid), int(objid)): (kind, tuple(names), tuple(args), table, relkind, root, ref)
+        for classid, objid, kind, names, args, table, relkind, root, ref in source_conn.execute(
+            _ENTRY_OBJECTS, [[e.catalog[0] for e in with_oid], [e.catalog[1] for e in with_oid]]
         ).fetchall()
     }
     keys = _key_builds(source_conn)
-    per_table: dict[str, list[str]] = {}
-    rest: list[str] = []
-    key_builds: dict[str, KeyBuild] = {}
-    for line in _restorable(archive, roles=roles):
-        match = _TOC.match(line)
-        table = None
-        if match:
-            kind, schema_name, tag = match.group(1), match.group(2), match.group(3).split(" ")
-            if kind == "INDEX" and len(tag) == 1:
-                table = index_table.get((schema_name, tag[0]))
-            elif kind == "CONSTRAINT" and len(tag) == 2:
-                table = f"{schema_name}.{tag[0]}"
-                if (build := keys.get((schema_name, tag[0], tag[1]))) is not None:
-                    key_builds[line] = build
-        if table is None:
-            rest.append(line)
-        else:
-            per_table.setdefault(table, []).append(line)
-    return PostData(per_table, rest, key_builds)
+    annotated: list[Entry] = []
+    per_table: dict[str, list[Entry]] = {}
+    key_builds: dict[int, KeyBuild] = {}
+    for entry in entries:
+        if (info := found.get(entry.catalog)) is not None:
+            kind, names, args, table, relkind, root, ref = info
+            entry = replace(entry, address=(kind, names, args), table=table, table_kind=relkind,
+                            locks=frozenset(int(r) for r in (root, ref) if r is not None))
+        annotated.append(entry)
+        if entry.desc in TABLE_BUILDS and entry.table_kind == "r" and entry.table is not None:
+            per_table.setdefault(entry.table, []).append(entry)
+            if entry.address and entry.address[0] == "table constraint" and \
+                    (build := keys.get(entry.address[1])) is not None:
+                key_builds[entry.dump_id] = build
+    return PostData(annotated, per_table, key_builds)
 
 
 # The part of pg_get_indexdef() after the index and table names: "USING btree (id) WITH (...)".
@@ -223,7 +367,7 @@ _INDEXDEF_TAIL = re.compile(r'^CREATE UNIQUE INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:
                             r'(?:"(?:[^"]|"")*"|[^" ]+)(?:\.(?:"(?:[^"]|"")*"|[^" ]+))? (USING .*)$')
 
 
-def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], KeyBuild]:
+def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, ...], KeyBuild]:
     """Two-step builds for the primary key and unique constraints that allow one.
 
     ``USING INDEX`` takes only a plain unique b-tree index: no expressions, no predicate, no
@@ -247,7 +391,7 @@ def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, str, str], Key
         ).fetchall()
     finally:
         conn.execute("SELECT set_config('search_path', %s, true)", [saved[0] if saved else ""])
-    builds = {}
+    builds: dict[tuple[str, ...], KeyBuild] = {}
     for nsp, rel, con, con_oid, primary, deferrable, deferred, clustered, replident, indexdef in rows:
         match = _INDEXDEF_TAIL.match(indexdef)
         if match is None:

@@ -12,10 +12,12 @@ not wait for another's (at scale 40, with one builder, the big table's primary k
 behind the other table's three indexes). Everything that needs several tables (foreign keys) or
 runs in the end anyway (triggers, policies) waits for the final pass.
 
-A small table's entries go to one ``pg_restore``: a process and a connection per index would cost
-more than the builds. A big table's entries each get their own, because ``pg_restore --jobs``
-never runs two entries of one table together while the server can: ``CREATE INDEX`` takes a
-lock that does not conflict with itself, so a big table's indexes build side by side. Its primary
+The builds run through the builders' own long-lived sessions, with the SQL of the archive's
+entries read once (:func:`rdsmigrate.schema.split_post_data`): with thousands of small tables a
+``pg_restore`` process and connection per table cost more than the builds (5,000 tables: short
+``pg_restore`` runs came and went one after another). A small table's entries run in one
+transaction, so one commit per table. A big table's entries each build on their own, side by
+side: ``CREATE INDEX`` takes a lock that does not conflict with itself. Its primary
 key and unique constraints are built as unique indexes too, and attached (``ADD CONSTRAINT ..
 USING INDEX``) once the table's last build is done (see :class:`rdsmigrate.schema.KeyBuild`).
 """
@@ -43,20 +45,19 @@ class _Build:
     rank: tuple[int, int]
     """Biggest table first, then queue order; the stop marks come last."""
     table: str = field(compare=False)
-    lines: list[str] = field(compare=False)
-    """TOC entries for one ``pg_restore``; empty for a :class:`schema.KeyBuild`."""
-    name: str = field(compare=False)
+    entries: list[schema.Entry] = field(compare=False)
+    """Entries run in one transaction; empty for a :class:`schema.KeyBuild`."""
     key: schema.KeyBuild | None = field(compare=False, default=None)
 
 
-_STOP = _Build((1, 0), "", [], "")
+_STOP = _Build((1, 0), "", [])
 
 
 class IndexBuilder:
     def __init__(self, archive: schema.SchemaArchive, target: Endpoint, post: schema.PostData,
-                 state: CopyState, roles: bool, jobs: int) -> None:
+                 state: CopyState, jobs: int, hint: str) -> None:
         self.archive, self.target, self.post = archive, target, post
-        self.state, self.workdir, self.roles = state, state.path.parent, roles
+        self.state, self.hint = state, hint
         self.built: set[str] = set()
         self.errors: list[Exception] = []
         self._pending: dict[str, int] = {}
@@ -75,16 +76,15 @@ class IndexBuilder:
             thread.start()
 
     def table_loaded(self, table: str, table_bytes: int) -> None:
-        lines = self.post.per_table.get(table)
-        if not lines:
+        entries = self.post.per_table.get(table)
+        if not entries:
             return
-        stem = "indexes-" + "".join(c if c.isalnum() else "_" for c in table)
         if table_bytes < SEPARATE_BUILDS_BYTES:
-            builds = [_Build((-table_bytes, next(self._order)), table, lines, stem)]
+            builds = [_Build((-table_bytes, next(self._order)), table, entries)]
         else:
-            keys = [self.post.key_builds.get(line) for line in lines]
-            builds = [_Build((-table_bytes, next(self._order)), table, [] if key else [line],
-                             f"{stem}-{i}", key) for i, (line, key) in enumerate(zip(lines, keys, strict=True))]
+            keys = [self.post.key_builds.get(entry.dump_id) for entry in entries]
+            builds = [_Build((-table_bytes, next(self._order)), table, [] if key else [entry], key)
+                      for entry, key in zip(entries, keys, strict=True)]
             self._attach[table] = [stmt for key in keys if key for stmt in key.attach]
         with self._lock:
             self._pending[table] = len(builds)
@@ -146,12 +146,7 @@ class IndexBuilder:
     def _build(self, build: _Build, *, alone: bool) -> None:
         # alone: rows still load, so the build stays in one process (see the module docstring).
         settings = {"max_parallel_maintenance_workers": "0"} if alone else {}
-        if build.key is not None:
-            self._execute([build.key.create], settings)
-        else:
-            schema.restore_lines(self.archive, self.target, build.lines, self.workdir,
-                                 build.name, section="post-data", roles=self.roles,
-                                 settings=settings)
+        self._execute([build.key.create] if build.key else [], build.entries, settings)
         with self._lock:
             self._pending[build.table] -= 1
             if self._pending[build.table] > 0:
@@ -163,22 +158,23 @@ class IndexBuilder:
             self.built.add(build.table)
             self.state.record("indexes", table=build.table)
 
-    def _execute(self, statements: list[str], settings: dict[str, str] | None = None) -> None:
-        """Run ``statements`` in one transaction on this thread's own target session."""
-        if not statements:
+    def _execute(self, statements: list[str], entries: list[schema.Entry] | None = None,
+                 settings: dict[str, str] | None = None) -> None:
+        """Run ``statements`` and ``entries`` in one transaction on this thread's own target
+        session."""
+        if not statements and not entries:
             return
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.target, autocommit=True)
             # As pg_restore does: a server-wide timeout must not abort a long index build.
-            conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")
+            schema.prepare_session(conn)
         try:
             with conn.transaction():
-                for name, value in (settings or {}).items():
-                    conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+                schema.run_entries(conn, entries or [], settings)
                 for statement in statements:
                     conn.execute(statement.encode())
         except psycopg.Error as exc:
             raise UserError(f"building indexes on target {self.target.describe()} failed: "
-                            f"{self.target.redact(str(exc).strip())}. Fix the cause, then rerun "
-                            "with --resume") from exc
+                            f"{self.target.redact(str(exc).strip())}. Fix the cause, then "
+                            f"{self.hint}") from exc

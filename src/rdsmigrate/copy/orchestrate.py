@@ -6,8 +6,10 @@ Order of work, and why:
    large objects all come from that one instant;
 3. pre-data schema (no indexes, constraints or triggers yet), database-level settings;
 4. rows: ``--jobs`` workers, largest units first, each finished table recorded durably;
-5. sequences and large objects; 6. post-data (indexes, constraints, triggers) with
-   ``pg_restore -j``; 7. materialized views populated.
+5. sequences and large objects; 6. post-data (indexes, constraints, triggers): each table's
+   own while other tables load, the rest in a final pass that cannot race or deadlock
+   (:mod:`.postdata`); 7. materialized views populated; 8. every index and constraint on the
+   target checked valid.
 
 Guarantees: the target holds exactly the source's state at the snapshot. Does not: keep the
 target in sync afterwards (that is ``sync``), or copy roles' passwords.
@@ -24,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from rdsmigrate import preflight, schema
-from rdsmigrate.copy import objects, roles, snapshot
+from rdsmigrate.copy import objects, postdata, roles, snapshot
 from rdsmigrate.copy.indexes import IndexBuilder
 from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
@@ -70,7 +72,9 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         try:
             archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin)
             post = schema.split_post_data(archive, src_snap, roles=options.roles)
-            job.indexes = IndexBuilder(archive, target, post, state, options.roles, options.jobs)
+            if options.resume:
+                postdata.repair(tgt_admin, post)
+            job.indexes = IndexBuilder(archive, target, post, state, options.jobs, job.hint)
             job.truncate_unfinished(tgt_admin, units)
             job.rows(pool, units)
         except BaseException:
@@ -88,6 +92,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         with job.timed("materialized views"):
             job.matviews = schema.refresh_materialized_views(src_snap, tgt_admin,
                                                              job.resolved.covers_schema)
+        postdata.check_valid(src_snap, tgt_admin, target, job.hint)
         src_snap.execute("COMMIT")
     return job.report(snap, time.monotonic() - started)
 
@@ -107,6 +112,9 @@ class _CopyJob:
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
         self.indexes: IndexBuilder | None = None
         self.resolved = selection.EVERYTHING
+        # sync has no --resume: its copy is redone from the start.
+        self.hint = ("run `rdsmigrate abort`, then sync again" if options.keep_slot
+                     else "rerun the same command with --resume")
         if options.resume:
             self.run_number += 1
             state.record("resume")
@@ -280,24 +288,17 @@ class _CopyJob:
         assert self.indexes is not None
         if self.indexes.errors:
             raise self.indexes.errors[0]
-        built = self.indexes.built | {e["table"] for e in self.state.events if e["event"] == "indexes"}
-        lines = [line for table, entries in post.per_table.items() if table not in built
-                 for line in entries] + post.rest
-        # A key index built by an interrupted run but never attached would be a stray duplicate
-        # of the constraint the final pass creates.
-        strays = [key.drop for key in post.key_builds.values() if key.table not in built]
-        if strays and self.options.resume:
-            with connect(self.target, autocommit=True) as conn:
-                for statement in strays:
-                    conn.execute(statement.encode())
+        # Tables built in an earlier run are not skipped: on resume every entry whose object
+        # the target has already is (postdata.run), so nothing is left out.
+        skip = {e.dump_id for table, entries in post.per_table.items()
+                if table in self.indexes.built for e in entries}
+        entries = [e for e in post.entries if e.dump_id not in skip]
+        resume = self.options.resume
         self.state.record("post-data-started")
         jobs = self.options.jobs
         with self.timed("indexes+constraints"), self.reporter.phase(
-                f"schema (post-data: {len(lines)} indexes, constraints, triggers...; {jobs} jobs)"):
-            # A resumed run may meet objects an interrupted one built without recording them.
-            schema.restore_lines(archive, self.target, lines, self.state.path.parent, "post-data",
-                                 section="post-data", jobs=jobs, roles=self.options.roles,
-                                 tolerate_existing=self.options.resume)
+                f"schema (post-data: {len(entries)} indexes, constraints, triggers...; {jobs} jobs)"):
+            postdata.run(self.target, entries, jobs=jobs, resume=resume, hint=self.hint)
         self.state.record("post-data")
 
     def report(self, snap: snapshot.SourceSnapshot, elapsed: float) -> CopyReport:
