@@ -10,6 +10,7 @@ import pytest
 
 from rdsmigrate import copy, schema
 from rdsmigrate.copy import postdata
+from rdsmigrate.db import selection
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.db.tools import client_tools
 from rdsmigrate.errors import UserError
@@ -90,7 +91,7 @@ def test_the_final_pass_runs_attachments_alone_and_foreign_keys_after_them(
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
         conn.execute(PARTITIONED.replace(f"0..{TREES - 1}", "0..1"))
         archive = schema.dump(client_tools(15), Endpoint.parse("source", pg_source.url(source_db)), None,
-                              CopyOptions().selection, tmp_path / "schema.dump")
+                              selection.EVERYTHING, tmp_path / "schema.dump")
         post = schema.split_post_data(archive, conn, roles=False)
     builds, attachments, rest = postdata.phases(post.entries)
     assert {e.desc for e in builds} == {"INDEX", "CONSTRAINT"}

@@ -191,11 +191,12 @@ def _post_data_entries(archive: SchemaArchive, *, roles: bool) -> list[Entry]:
     wanted = {int(line.split(";", 1)[0]) for line in _restorable(archive, roles=roles)}
     headers = list(_ENTRY_HEADER.finditer(script))
     entries = []
-    for header, following in zip(headers, [*headers[1:], None], strict=True):
+    ends = [h.start() for h in headers[1:]] + [len(script)] if headers else []
+    for header, end in zip(headers, ends, strict=True):
         dump_id = int(header.group(1))
         if dump_id not in wanted:
             continue
-        body = script[header.end():following.start() if following else len(script)]
+        body = script[header.end():end]
         entries.append(Entry(
             dump_id=dump_id, desc=header.group(6), tag=header.group(5),
             catalog=(int(header.group(2)), int(header.group(3))),
