@@ -20,7 +20,7 @@ from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
-from tests.conftest import admin, online_target_dsn, online_target_url, superuser_url
+from tests.conftest import admin, online_target_dsn, online_target_url
 from tests.dbcheck import assert_same, table_fingerprints
 
 pytestmark = pytest.mark.pg
@@ -346,9 +346,7 @@ def test_large_objects_arrive_with_comments_and_with_roles_their_owners_and_gran
         roles_before = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
         target_user = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
     try:
-        # pg_dumpall's ALTER ROLE .. NOSUPERUSER needs a superuser until --roles works as the
-        # master user (issue 10, item 10): this test is about large objects, not roles.
-        target_url = superuser_url(pg_target, target_db) if roles else pg_target.url(target_db)
+        target_url = pg_target.url(target_db)
         report = copy.run(Endpoint.parse("source", pg_source.url(source_db)),
                           Endpoint.parse("target", target_url),
                           CopyOptions(state_dir=tmp_path / "state", roles=roles),

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 from typer.testing import CliRunner
@@ -169,3 +170,37 @@ def test_objects_owned_by_a_target_superuser_are_refused_up_front(
         assert f"owned by {superuser}, a superuser on the target" in result.stderr
         assert f"REASSIGN OWNED BY {superuser}" in result.stderr
         assert fingerprint(pg18_target, target18_db) == before
+
+
+def test_a_failed_pre_data_restore_takes_back_the_roles_and_memberships_it_made(
+    pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster, target18_db: str,
+    suffix: str, tmp_path: Path,
+) -> None:
+    """A view over an excluded table fails the pre-data restore (exit 2, nothing written): the
+    role this run created is dropped again, and the master user's new membership in an owner
+    that already existed is revoked."""
+    existing, fresh = f"existing{suffix}", f"fresh{suffix}"
+    with admin(pg_source, source_db) as conn:
+        conn.execute(f"""CREATE ROLE {existing}; CREATE ROLE {fresh};
+            CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE kept (id int PRIMARY KEY);
+            ALTER TABLE kept OWNER TO {existing};
+            CREATE VIEW v AS SELECT id FROM t; ALTER VIEW v OWNER TO {fresh}""")
+    with master_user(pg18_target, target18_db) as (master, dsn):
+        with psycopg.connect(dsn, autocommit=True) as conn:  # its creator holds ADMIN, no SET
+            conn.execute(f"CREATE ROLE {existing}")
+
+        def memberships() -> list[tuple[str, ...]]:
+            with admin(pg18_target) as conn:
+                return conn.execute(
+                    """SELECT g.rolname, m.rolname, am.set_option::text FROM pg_auth_members am
+                         JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+                        WHERE m.rolname = %s ORDER BY 1, 2""", [master]).fetchall()
+
+        before = fingerprint(pg18_target, target18_db), memberships()
+        result = CliRunner().invoke(app, [
+            "copy", "--roles", "-s", superuser_url(pg_source, source_db), "-t", dsn,
+            "--exclude-table", "t", "--jobs", "1", "--state-dir", str(tmp_path / "state")])
+        assert result.exit_code == 2, result.output
+        assert "restoring the pre-data schema" in result.stderr
+        assert (fingerprint(pg18_target, target18_db), memberships()) == before
+        assert fresh not in _roles(pg18_target, suffix)

@@ -109,6 +109,7 @@ class _CopyJob:
         self.source_major = self.target_major = 0
         self.run_number = 1 + sum(1 for e in state.events if e["event"] == "resume")
         self.roles_created: list[str] = []
+        self.roles_copied = roles.RolesCopied()
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
         self.indexes: IndexBuilder | None = None
         self.resolved = selection.EVERYTHING
@@ -199,7 +200,8 @@ class _CopyJob:
                                   self.state.archive_path)
             if self.options.roles:
                 # All or none: copy_roles runs in one transaction.
-                copied = roles.copy_roles(src_snap, tgt_admin)
+                self.roles_copied = roles.copy_roles(src_snap, tgt_admin, self.resolved)
+                copied = self.roles_copied
                 self.roles_created = copied.created
                 if copied.set_role_granted:
                     self.notes.append("target user made a member (SET ROLE) of the objects' "
@@ -225,7 +227,7 @@ class _CopyJob:
         return archive
 
     def _undo_roles(self, tgt_admin: psycopg.Connection[Any]) -> None:
-        left = roles.drop_roles(tgt_admin, self.roles_created)
+        left = roles.undo(tgt_admin, self.roles_copied)
         if left:
             self.reporter.warn(f"roles created by this run remain on the target: {', '.join(left)}"
                                " (DROP ROLE them, or keep them for the next run)")

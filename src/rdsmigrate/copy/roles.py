@@ -13,7 +13,7 @@ each role is created with only what the target user may give:
 
 Roles that already exist on the target are left exactly as they are. Every role is created in one
 transaction, so a failure leaves none of them behind; a failed pre-data restore drops them again
-(:func:`drop_roles`). After that they stay, and a rerun with ``--resume`` finds them existing.
+and revokes the target user's new memberships (:func:`undo`). After that they stay, and a rerun with ``--resume`` finds them existing.
 
 pg_restore then gives each object its source owner (``ALTER .. OWNER TO``), which a non-superuser
 may only do for a role it can ``SET ROLE`` to (PostgreSQL 16+; a member of it before): the target
@@ -26,12 +26,14 @@ can never become (a superuser on the target) is refused before anything is creat
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from rdsmigrate.db.selection import Resolved
 from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import UserError
 
@@ -54,29 +56,36 @@ SELECT g.rolname, m.rolname, am.admin_option
  ORDER BY 1, 2
 """
 
-# Owners of what pg_dump recreates in this database (extension members excepted: CREATE
-# EXTENSION makes those; schema public owned by pg_database_owner is not ALTERed).
+# Owners of what pg_dump recreates in this database, with the object's schema and, for a
+# relation, its name (the selection decides which are copied). Extension members are left out:
+# CREATE EXTENSION makes those; schema public owned by pg_database_owner is not ALTERed.
 _OWNERS_SQL = """
-SELECT DISTINCT pg_get_userbyid(owner) FROM (
-    SELECT c.relowner AS owner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT DISTINCT pg_get_userbyid(owner), nsp, rel FROM (
+    SELECT c.relowner AS owner, n.nspname AS nsp, c.relname AS rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                           AND d.objid = c.oid AND d.deptype = 'e')
-    UNION SELECT n.nspowner FROM pg_namespace n
+    UNION SELECT n.nspowner, n.nspname, NULL FROM pg_namespace n
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
        AND n.nspowner <> 'pg_database_owner'::regrole
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
                           AND d.objid = n.oid AND d.deptype = 'e')
-    UNION SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    UNION SELECT p.proowner, n.nspname, NULL FROM pg_proc p
+      JOIN pg_namespace n ON n.oid = p.pronamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                           AND d.objid = p.oid AND d.deptype = 'e')
-    UNION SELECT t.typowner FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    UNION SELECT t.typowner, n.nspname, NULL FROM pg_type t
+      JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-       AND t.typtype IN ('d', 'e', 'r', 'm', 'b')
+       AND t.typtype IN ('d', 'e', 'r', 'm', 'b') AND t.typcategory <> 'A'  -- not arrays
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                           AND d.objid = t.oid AND d.deptype = 'e')
-    UNION SELECT m.lomowner FROM pg_largeobject_metadata m
+    UNION SELECT m.lomowner, NULL, NULL FROM pg_largeobject_metadata m
+    -- copy/objects.py grants a large object's privileges as their grantor (SET LOCAL ROLE).
+    UNION SELECT a.grantor, NULL, NULL FROM pg_largeobject_metadata m, aclexplode(m.lomacl) a
 ) o ORDER BY 1
 """
 
@@ -100,16 +109,18 @@ class _TargetUser:
     major: int
 
 
-def copy_roles(source_conn: psycopg.Connection[Any],
-               target_conn: psycopg.Connection[Any]) -> RolesCopied:
+def copy_roles(source_conn: psycopg.Connection[Any], target_conn: psycopg.Connection[Any],
+               selected: Resolved) -> RolesCopied:
     """Create the source's roles the target lacks, their memberships, and the target user's
-    memberships in the owners; all or nothing (one transaction)."""
+    memberships in the owners of the ``selected`` objects; all or nothing (one transaction)."""
     me = _target_user(target_conn)
     existing = {r[0]: bool(r[1]) for r in target_conn.execute(
         "SELECT rolname, rolsuper FROM pg_roles").fetchall()}
     roles = source_conn.execute(_SOURCE_ROLES_SQL, [_SYSTEM_ROLES]).fetchall()
     memberships = source_conn.execute(_SOURCE_MEMBERSHIPS_SQL, [_SYSTEM_ROLES]).fetchall()
-    owners = [r[0] for r in source_conn.execute(_OWNERS_SQL).fetchall()]
+    owners = sorted({owner for owner, nsp, rel in source_conn.execute(_OWNERS_SQL).fetchall()
+                     if nsp is None or (selected.covers(nsp, rel) if rel is not None
+                                        else selected.covers_schema(nsp))})
 
     unreachable = [o for o in owners if o != me.name and existing.get(o) and not me.superuser]
     if unreachable:
@@ -138,11 +149,19 @@ def copy_roles(source_conn: psycopg.Connection[Any],
     return done
 
 
-def drop_roles(target_conn: psycopg.Connection[Any], names: list[str]) -> list[str]:
-    """Undo :func:`copy_roles` after a failed pre-data restore (which left them owning nothing);
-    returns the roles that could not be dropped."""
+def undo(target_conn: psycopg.Connection[Any], copied: RolesCopied) -> list[str]:
+    """Undo :func:`copy_roles` after a failed pre-data restore (which left the roles owning
+    nothing): the target user's memberships in roles that existed before are revoked, the roles
+    created are dropped; returns the roles that could not be dropped."""
+    me = _target_user(target_conn)
+    for owner in copied.set_role_granted:
+        if owner not in copied.created:
+            # Dropped by someone else meanwhile: nothing to revoke.
+            with contextlib.suppress(psycopg.Error):
+                target_conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+                    sql.Identifier(owner), sql.Identifier(me.name)))
     left = []
-    for name in names:
+    for name in copied.created:
         try:
             target_conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
         except psycopg.Error:
