@@ -360,11 +360,24 @@ def test_large_objects_arrive_with_comments_and_with_roles_their_owners_and_gran
             assert {m[0] for m in target.values()} == {target_user}
             assert {str(m[2]) for m in target.values()} == {"None"}
         args = ["--source", pg_source.url(source_db), "--target", target_url]
+        if roles:
+            same = CliRunner().invoke(app, ["verify", *args, "--roles"])
+            assert same.exit_code == 0, same.output
         with admin(pg_target, target_db) as conn:
-            conn.execute("COMMENT ON LARGE OBJECT 5002 IS 'changed'")
+            conn.execute("COMMENT ON LARGE OBJECT 5002 IS 'changed';"
+                         "GRANT SELECT ON LARGE OBJECT 5004 TO PUBLIC")
         differs = CliRunner().invoke(app, ["verify", *args, "--json"])
         assert differs.exit_code == 1, differs.output
         assert [d["kind"] for d in json.loads(differs.stdout)["result"]["differences"]] == ["large_object_comment"]
+        if roles:
+            with admin(pg_target, target_db) as conn:
+                conn.execute(f'ALTER LARGE OBJECT 5002 OWNER TO "{reader}"')
+            strict = CliRunner().invoke(app, ["verify", *args, "--roles", "--json"])
+            assert strict.exit_code == 1, strict.output
+            found = {(d["kind"], d["detail"]) for d in json.loads(strict.stdout)["result"]["differences"]}
+            assert found == {("large_object_comment", "1 comment differs: OID 5002"),
+                             ("large_object_owner", "1 owner differs: OID 5002"),
+                             ("large_object_acl", "1 grants differ: OID 5004")}
     finally:
         with admin(pg_target, target_db) as conn:  # whoever created the roles, they go
             conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")

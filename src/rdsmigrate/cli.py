@@ -245,6 +245,7 @@ def verify(
         "--checksum", envvar="RDSMIGRATE_VERIFY_CHECKSUM", show_envvar=True,
         help="auto: hash_record_extended when both servers agree on it, else md5; "
              "md5: always the slower md5 of each row's text.")] = "auto",
+    roles: Annotated[bool, typer.Option("--roles", help="Also compare large objects' owners and grants (after copy --roles).")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -254,7 +255,7 @@ def verify(
 
     src, tgt = _endpoints(source, target)
     options = VerifyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
-                            chunk_rows=chunk_rows, checksum=checksum)  # type: ignore[arg-type]
+                            chunk_rows=chunk_rows, checksum=checksum, roles=roles)  # type: ignore[arg-type]
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)
     emit(result, as_json, reporter)

@@ -41,6 +41,8 @@ class VerifyOptions(BaseModel):
     jobs: int = Field(default=4, ge=1, le=64)
     selection: Selection = Selection()
     chunk_rows: int = Field(default=100_000, ge=1)
+    roles: bool = False
+    """Also compare large objects' owners and grants, which only ``copy --roles`` carries."""
     checksum: Literal["auto", "md5"] = "auto"
     """auto: ``hash_record_extended`` when both servers agree on it, else md5 (see
     rdsmigrate.verify.rowhash); md5: always the slower md5 of each row's text."""

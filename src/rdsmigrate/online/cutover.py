@@ -238,7 +238,8 @@ def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
         from rdsmigrate import verify
 
         result = verify.run(source, target,
-                            VerifyOptions(jobs=options.jobs, selection=_selection(record)),
+                            VerifyOptions(jobs=options.jobs, selection=_selection(record),
+                                          roles=record.roles),
                             reporter)
         if not result.identical:
             raise UserError("verify found differences between source and target: "

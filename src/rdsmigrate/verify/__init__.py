@@ -89,7 +89,8 @@ def run(source: Endpoint, target: Endpoint, options: VerifyOptions,
         differences.extend(d for s, t in pairs for d in _column_differences(s, t))
         comparisons = _compare_tables(src, tgt, pairs, checksum, options.chunk_rows,
                                       options.jobs, reporter)
-        lo_result, lo_diffs = objects.compare_large_objects(lo_src.result(), lo_tgt.result())
+        lo_result, lo_diffs = objects.compare_large_objects(lo_src.result(), lo_tgt.result(),
+                                                             roles=options.roles)
     tables = sorted((c.result() for c in comparisons), key=lambda r: r.table)
     differences.extend(d for c in comparisons for d in c.differences())
     notes.extend(n for c in comparisons if (n := c.note()))

@@ -18,7 +18,8 @@ class Difference(BaseModel):
 
     kind: str
     """rows, missing_table, extra_table, columns, sequence, missing_sequence, extra_sequence,
-    missing_large_object, extra_large_object, large_object, large_object_comment."""
+    missing_large_object, extra_large_object, large_object, large_object_comment,
+    large_object_owner, large_object_acl."""
     object: str
     range: str | None = None
     source_rows: int | None = None
@@ -54,6 +55,9 @@ class LargeObjectResult(BaseModel):
     extra: list[int]
     changed: list[int]
     comment_differs: list[int] = []
+    owner_differs: list[int] = []
+    """Compared with ``--roles`` only, as are the grants."""
+    acl_differs: list[int] = []
     identical: bool
 
 
