@@ -371,7 +371,7 @@ def test_large_objects_arrive_with_comments_and_with_roles_their_owners_and_gran
         assert [d["kind"] for d in json.loads(differs.stdout)["result"]["differences"]] == ["large_object_comment"]
         if roles:
             with admin(pg_target, target_db) as conn:
-                conn.execute(f'ALTER LARGE OBJECT 5002 OWNER TO "{reader}"')
+                conn.execute(f'ALTER LARGE OBJECT 5002 OWNER TO "{owner}"')
             strict = CliRunner().invoke(app, ["verify", *args, "--roles", "--json"])
             assert strict.exit_code == 1, strict.output
             found = {(d["kind"], d["detail"]) for d in json.loads(strict.stdout)["result"]["differences"]}
