@@ -3,6 +3,7 @@ deadlock between attachments and foreign keys, the validity check, and ``--repla
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -122,3 +123,71 @@ def test_an_invalid_index_or_constraint_fails_the_check_with_the_fix(
                                      "rerun with --resume")
     finally:
         drop_database(pg_target, source_db)
+
+
+# What --replace must get through: partition trees with keys, foreign keys both ways, a view,
+# an enum, a serial column, and a function whose body drops a table the source does not have.
+REPLACEABLE = PARTITIONED.replace(f"0..{TREES - 1}", "0..1") + """
+CREATE TYPE mood AS ENUM ('ok', 'meh');
+CREATE TABLE notes (id serial PRIMARY KEY, m mood, a int REFERENCES tp0);
+INSERT INTO notes (m, a) VALUES ('ok', 1), ('meh', 2);
+CREATE VIEW happy AS SELECT id FROM notes WHERE m = 'ok';
+CREATE FUNCTION cleanup() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1;
+  DROP TABLE other;
+END $$;
+"""
+
+
+def _fill(cluster: LocalCluster, db: str, script: str) -> None:
+    with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+        conn.execute(script)
+
+
+def test_replace_drops_only_what_the_copy_recreates(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    """A DROP TABLE inside a function body is not a statement to run, and a partitioned table
+    with a primary key is dropped whole, not partition constraints first."""
+    _fill(pg_source, source_db, REPLACEABLE)
+    _copy(pg_source, source_db, pg_target, target_db, tmp_path / "first", jobs=2)
+    _fill(pg_target, target_db, "CREATE TABLE other (x int); INSERT INTO other VALUES (7);"
+                                "INSERT INTO notes (m, a) VALUES ('ok', 3)")
+    _copy(pg_source, source_db, pg_target, target_db, tmp_path / "again", jobs=2, replace=True)
+    with psycopg.connect(pg_target.dsn(target_db), autocommit=True) as conn:
+        assert conn.execute("SELECT x FROM other").fetchall() == [(7,)]
+        conn.execute("DROP TABLE other")
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+
+
+def test_replace_finishes_over_a_target_a_failed_copy_left_half_restored(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    _fill(pg_source, source_db, REPLACEABLE)
+    # What a copy that failed after its pre-data leaves: every table, no rows, no keys.
+    archive = tmp_path / "pre.dump"
+    bindir = pg_source.bindir
+    env = {"PGPASSWORD": pg_source.password}
+    subprocess.run([str(bindir / "pg_dump"), "-Fc", "--schema-only", "-f", str(archive),
+                    pg_source.dsn(source_db)], check=True, env=env)
+    subprocess.run([str(bindir / "pg_restore"), "--section=pre-data", "--no-owner", "-d",
+                    pg_target.dsn(target_db), str(archive)], check=True,
+                   env={"PGPASSWORD": pg_target.password})
+    _copy(pg_source, source_db, pg_target, target_db, tmp_path / "state", jobs=2, replace=True)
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
+
+
+def test_replace_refuses_to_drop_what_a_target_only_object_needs(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    _fill(pg_source, source_db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    _fill(pg_target, target_db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (5);"
+                                "CREATE TABLE mine (id int REFERENCES t)")
+    with pytest.raises(UserError, match=r"drop table public\.t .*mine.*nothing was dropped"):
+        _copy(pg_source, source_db, pg_target, target_db, tmp_path / "state", replace=True)
+    with psycopg.connect(pg_target.dsn(target_db)) as conn:
+        assert conn.execute("SELECT id FROM t").fetchall() == [(5,)]

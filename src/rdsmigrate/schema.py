@@ -94,6 +94,17 @@ def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
     return keep
 
 
+def restorable_objects(archive: SchemaArchive, *, roles: bool) -> list[tuple[int, int]]:
+    """The (catalog, oid) on the source of every restorable entry that has one, in archive
+    (dependency) order."""
+    found = []
+    for line in _restorable(archive, roles=roles):
+        match = re.match(r"^\d+; (\d+) (\d+) ", line)
+        if match and match.group(1) != "0" and match.group(2) != "0":
+            found.append((int(match.group(1)), int(match.group(2))))
+    return found
+
+
 def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], workdir: Path,
                   name: str, *, section: str, jobs: int = 1, roles: bool = False,
                   tolerate_existing: bool = False, settings: dict[str, str] | None = None,
@@ -416,34 +427,6 @@ def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, ...], KeyBuild
             drop=sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(nsp, temp)).as_string(conn),
         )
     return builds
-
-
-def drop_existing(archive: SchemaArchive, target_conn: psycopg.Connection[Any]) -> int:
-    """Drop the target's objects that the archive recreates (``--replace``).
-
-    Uses the DROP statements ``pg_restore --clean --if-exists`` would run, which come in reverse
-    dependency order, so foreign keys and indexes go before their tables.
-    """
-    script = subprocess.run(
-        [archive.tools.path("pg_restore"), "--clean", "--if-exists", "--section=pre-data",
-         "--section=post-data", "--file", "-", str(archive.path)],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    statements = [s.strip() for s in _sql_statements(script)]
-    drops = [s for s in statements
-             if s.startswith("DROP ") or re.match(r"ALTER TABLE IF EXISTS .* DROP CONSTRAINT IF EXISTS", s, re.S)]
-    drops = [s for s in drops if s != "DROP SCHEMA IF EXISTS public"]
-    with target_conn.transaction():
-        for statement in drops:
-            target_conn.execute(statement.encode())
-    return len(drops)
-
-
-def _sql_statements(script: str) -> list[str]:
-    """Split pg_restore's plain output into statements (it writes one per line group, ';\\n')."""
-    body = "\n".join(line for line in script.splitlines()
-                     if not line.startswith("--") and not line.startswith("\\"))
-    return [s for s in re.split(r";\s*\n", body) if s.strip()]
 
 
 def copy_database_settings(source_conn: psycopg.Connection[Any],

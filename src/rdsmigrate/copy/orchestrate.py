@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from rdsmigrate import preflight, schema
-from rdsmigrate.copy import objects, postdata, roles, snapshot
+from rdsmigrate.copy import objects, postdata, replace, roles, snapshot
 from rdsmigrate.copy.indexes import IndexBuilder
 from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
@@ -209,7 +209,7 @@ class _CopyJob:
                 if copied.not_carried:
                     self.notes.append("--roles did not carry: " + "; ".join(copied.not_carried))
             if self.options.replace or self.options.resume:
-                schema.drop_existing(archive, tgt_admin)
+                replace.drop_recreated(archive, src_snap, tgt_admin, roles=self.options.roles)
             try:
                 # Settings first, in a transaction committed only once pg_restore has committed
                 # its own: a failure of either leaves neither (exit 2 means nothing written).
