@@ -24,6 +24,7 @@ sessions are ``READ ONLY``, so a check cannot write whatever it runs.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -844,12 +845,37 @@ def _subscription(ctx: Context) -> Iterator[Finding]:
                 "allows it to superusers only)",
                 f"ALTER ROLE {who} SUPERUSER; or use a superuser as the target user",
                 f"GRANT rds_superuser TO {who}; or use the master user")
+    if major >= 16 and not role.superuser:
+        yield from _subscription_password(ctx)
     if role.logical_workers < 1:
         yield blocker(
             "logical-workers",
             "the target has max_logical_replication_workers=0, so no subscription can apply",
             "ALTER SYSTEM SET max_logical_replication_workers = 4; then restart the server",
             "raise max_logical_replication_workers in the DB parameter group and reboot")
+
+
+def _subscription_password(ctx: Context) -> Iterator[Finding]:
+    """PostgreSQL 16+ makes a subscription owned by a non-superuser connect with a password
+    (``password_required``): one in its connection string, which the target server reads (it has
+    neither our environment nor our ~/.pgpass), and one the source actually asks for."""
+    user = ctx.source.user
+    if not (ctx.source.password or os.environ.get("PGPASSWORD")):
+        yield blocker(
+            "subscription-password",
+            f"the subscription on the target must log in to the source as {user} with a "
+            "password (PostgreSQL 16+ requires one of a subscription owned by a non-superuser), "
+            "and the source's connection gives none (a ~/.pgpass is read here, not by the target "
+            "server)",
+            "put the password in --source (password=... or postgresql://user:password@...) or in "
+            "PGPASSWORD")
+    elif not ctx.src.pgconn.used_password:
+        yield blocker(
+            "subscription-password",
+            f"the source does not ask {user} for a password, and PostgreSQL 16+ refuses a "
+            "subscription owned by a non-superuser that connects without one",
+            f"make the source's pg_hba.conf ask {user} for one from the target's address "
+            "(scram-sha-256, not trust or peer)")
 
 
 @check
