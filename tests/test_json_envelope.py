@@ -10,6 +10,8 @@ that raises, which tests the CLI's handling and nothing else.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -98,3 +100,15 @@ def test_an_internal_error_and_an_interrupt(
     assert (code, body["command"], body["result"]) == (exit_code, "preflight", None)
     assert body["error"] == {"message": message, "fix": fix}
     assert stderr.count("\n") == 1 and message in stderr
+
+
+def test_a_command_line_typer_refuses_still_gets_its_envelope() -> None:
+    """Typer rejects ``--jobs abc`` before the command runs (so through the real entry point)."""
+    proc = subprocess.run([sys.executable, "-c", "from rdsmigrate.cli import main; main()",
+                           "copy", "--jobs", "abc", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    body = json.loads(proc.stdout)
+    assert (proc.returncode, body["command"], body["exit_code"], body["ok"]) == (
+        2, "copy", 2, False)
+    assert body["error"]["fix"] == "rdsmigrate copy --help"
+    assert "--jobs" in proc.stderr

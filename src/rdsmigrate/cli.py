@@ -51,9 +51,11 @@ class Renderable(Protocol):
 
 
 class _Run:
-    """What the running command produced, for its envelope: the last result it emitted."""
+    """What the running command produced, for its envelope: the last result it emitted, and
+    whether the envelope was printed."""
 
     result: Renderable | None = None
+    enveloped: bool = False
 
 
 _run = _Run()
@@ -118,6 +120,7 @@ def handled(func: F) -> F:
         if as_json:
             sys.stdout.write(envelope(command, code, _run.result, problem, fix) + "\n")
             sys.stdout.flush()
+            _run.enveloped = True
         if code != EXIT_OK:
             raise typer.Exit(code)
 
@@ -398,7 +401,19 @@ def main() -> None:
     # `kill -QUIT <pid>` prints every thread's stack to stderr: the way to see where a long run
     # is waiting, without stopping it.
     faulthandler.register(signal.SIGQUIT, all_threads=True)
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        # A command line typer refuses (an unknown option, a bad value) never reaches handled():
+        # typer has printed why on stderr; --json still gets its envelope.
+        argv = sys.argv[1:]
+        if exc.code not in (0, None) and "--json" in argv and not _run.enveloped:
+            command = next((a for a in argv if not a.startswith("-")), "rdsmigrate")
+            code = exc.code if isinstance(exc.code, int) else EXIT_USER
+            sys.stdout.write(envelope(command, code, None, "the command line is not valid "
+                                      "(typer's message is on stderr)",
+                                      f"rdsmigrate {command} --help") + "\n")
+        raise
 
 
 if __name__ == "__main__":
