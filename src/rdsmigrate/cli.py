@@ -396,6 +396,27 @@ def abort(
     emit(phase.run(src, tgt, AbortOptions(state_dir=state_dir), reporter), as_json, reporter)
 
 
+aws_app = typer.Typer(no_args_is_help=True, help="Run rdsmigrate's steps in AWS, inside the staging VPC.")
+app.add_typer(aws_app, name="aws")
+
+
+# Everything from the first word of the command on is the command, options included.
+@aws_app.command("run", context_settings={"ignore_unknown_options": True,
+                                          "allow_interspersed_args": False})
+@handled
+def aws_run(
+    command: Annotated[list[str] | None, typer.Argument(help="The rdsmigrate command to run, after '--' (e.g. -- status --source secret:ARN --target stack:RdsMigrationStack).", show_default=False)] = None,
+    stack: Annotated[str, typer.Option("--stack", help="The staging stack whose migration runner runs the command.")] = "RdsMigrationStack",
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (default: AWS_REGION or the profile's).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Stream the task's log and exit with its exit code, or only start it and print its ARN.")] = True,
+) -> None:
+    """Run one rdsmigrate command as a Fargate task in the staging VPC, stream its log, exit
+    with its exit code. Credentials come from secret:/stack: specs, never from the command."""
+    from rdsmigrate.remote import run as phase
+
+    raise typer.Exit(phase.run(command or [], phase.RunOptions(stack=stack, region=region, wait=wait)))
+
+
 def main() -> None:
     os.environ.setdefault("PGAPPNAME", "rdsmigrate")
     # `kill -QUIT <pid>` prints every thread's stack to stderr: the way to see where a long run

@@ -24,6 +24,8 @@ from rdsmigrate.errors import UserError
 
 PREFIXES = ("stack:", "secret:")
 OUTPUTS = ("DatabaseEndpoint", "DatabasePort", "DatabaseName", "DatabaseSecretArn")
+_ENDPOINT_NEEDS = ("cloudformation:DescribeStacks, secretsmanager:GetSecretValue and kms:Decrypt "
+                   "on the secret's key")
 
 
 def is_aws_spec(text: str) -> bool:
@@ -42,7 +44,7 @@ def resolve(role: str, text: str) -> dict[str, str]:
     if "password" in extra:
         raise UserError(f"--{role}: a {kind}: spec takes its password from Secrets Manager; "
                         "remove password= from it")
-    clients = _Clients(role, region)
+    clients = Clients(f"--{role}", region)
     if kind == "stack":
         outputs = clients.stack_outputs(name)
         secret = clients.secret(outputs["DatabaseSecretArn"])
@@ -64,57 +66,78 @@ def resolve(role: str, text: str) -> dict[str, str]:
     return params
 
 
-class _Clients:
-    """boto3 clients for one region, with AWS errors turned into one-line UserErrors."""
+class NotFound(UserError):
+    """What AWS was asked for does not exist (a caller may expect that: a log stream not yet
+    created)."""
 
-    def __init__(self, role: str, region: str | None) -> None:
+
+class Clients:
+    """boto3 clients for one region, with AWS errors turned into one-line UserErrors.
+
+    ``who`` starts every message (``--target``, ``aws run``); ``needs`` names the IAM actions the
+    caller must hold, shown when AWS refuses. Also used by :mod:`rdsmigrate.remote`, so both
+    share one way of finding the region and the credentials.
+    """
+
+    def __init__(self, who: str, region: str | None, *, needs: str = _ENDPOINT_NEEDS,
+                 region_hint: str = "add '?region=REGION' to the spec or set AWS_REGION") -> None:
         import boto3
+
+        self.who, self.needs, self.region_hint = who, needs, region_hint
+        self._session = boto3.session.Session(region_name=region)
+        self._clients: dict[str, Any] = {}
+        self.region = self._session.region_name
+
+    def client(self, service: str) -> Any:
         from botocore.exceptions import NoRegionError
 
-        self.role = role
-        session = boto3.session.Session(region_name=region)
-        try:
-            self.cloudformation = session.client("cloudformation")
-            self.secretsmanager = session.client("secretsmanager")
-        except NoRegionError:
-            raise UserError(f"--{role}: no AWS region: add '?region=REGION' to the spec or set "
-                            "AWS_REGION") from None
-        self.region = session.region_name
+        if service not in self._clients:
+            try:
+                self._clients[service] = self._session.client(service)
+            except NoRegionError:
+                raise UserError(f"{self.who}: no AWS region: {self.region_hint}") from None
+        return self._clients[service]
 
-    def stack_outputs(self, stack: str) -> dict[str, str]:
-        reply = self._call(self.cloudformation.describe_stacks, f"the stack {stack}",
-                           StackName=stack)
+    def stack_outputs(self, stack: str, required: tuple[str, ...] = OUTPUTS,
+                      missing_hint: str = "is it this project's staging stack, fully deployed"
+                      ) -> dict[str, str]:
+        reply = self.call("cloudformation", "describe_stacks", f"the stack {stack}",
+                          StackName=stack)
         stacks = reply.get("Stacks") or []
         if not stacks:
             raise self._not_found(f"the stack {stack}")
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs") or []}
-        missing = [k for k in OUTPUTS if not outputs.get(k)]
+        missing = [k for k in required if not outputs.get(k)]
         if missing:
             raise UserError(
-                f"--{self.role}: the stack {stack} ({self.region}) has no output "
-                f"{', '.join(missing)}: is it this project's staging stack, fully deployed "
+                f"{self.who}: the stack {stack} ({self.region}) has no output "
+                f"{', '.join(missing)}: {missing_hint} "
                 f"(status {stacks[0].get('StackStatus', '?')})?")
         return outputs
 
     def secret(self, secret_id: str) -> dict[str, Any]:
-        reply = self._call(self.secretsmanager.get_secret_value, f"the secret {secret_id}",
-                           SecretId=secret_id)
+        reply = self.call("secretsmanager", "get_secret_value", f"the secret {secret_id}",
+                          SecretId=secret_id)
         try:
             value = json.loads(reply.get("SecretString") or "")
         except ValueError:
             value = None
         if not isinstance(value, dict):
-            raise UserError(f"--{self.role}: the secret {secret_id} is not a JSON object of "
+            raise UserError(f"{self.who}: the secret {secret_id} is not a JSON object of "
                             "database credentials")
         return value
 
-    def _call(self, method: Any, what: str, **kwargs: Any) -> dict[str, Any]:
+    def call(self, service: str, operation: str, what: str, *, verb: str = "read",
+             **kwargs: Any) -> dict[str, Any]:
+        """``operation`` of ``service`` (boto3's snake_case name); ``verb`` and ``what`` say
+        in messages what it was for ("read" "the stack X")."""
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        method = getattr(self.client(service), operation)
         try:
             reply: dict[str, Any] = method(**kwargs)
         except NoCredentialsError:
-            raise UserError(f"--{self.role}: no AWS credentials to read {what}: configure a "
+            raise UserError(f"{self.who}: no AWS credentials to {verb} {what}: configure a "
                             "profile (aws configure / AWS_PROFILE) or set AWS_ACCESS_KEY_ID "
                             "and AWS_SECRET_ACCESS_KEY") from None
         except ClientError as exc:
@@ -125,16 +148,15 @@ class _Clients:
             if code == "ResourceNotFoundException" or (
                     code == "ValidationError" and "does not exist" in message):
                 raise self._not_found(what) from None
-            hint = (" (the caller needs cloudformation:DescribeStacks, "
-                    "secretsmanager:GetSecretValue and kms:Decrypt on the secret's key)"
+            hint = (f" (the caller needs {self.needs})"
                     if "AccessDenied" in code or "Unauthorized" in code else "")
-            raise UserError(f"--{self.role}: AWS refused to read {what}: {code}: "
+            raise UserError(f"{self.who}: AWS refused to {verb} {what}: {code}: "
                             f"{message}{hint}") from None
         except BotoCoreError as exc:
-            raise UserError(f"--{self.role}: could not reach AWS to read {what}: {exc}") from None
+            raise UserError(f"{self.who}: could not reach AWS to {verb} {what}: {exc}") from None
         return reply
 
-    def _not_found(self, what: str) -> UserError:
-        return UserError(f"--{self.role}: {what} does not exist in {self.region}: check the name "
-                         "and the region ('?region=REGION' or AWS_REGION), or deploy the stack "
+    def _not_found(self, what: str) -> NotFound:
+        return NotFound(f"{self.who}: {what} does not exist in {self.region}: check the name "
+                         f"and the region ({self.region_hint}), or deploy the stack "
                          "(cdk deploy)")
