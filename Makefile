@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Prerequisites are expanded when a rule is read, so every stamp is named before the rules.
 NODE_STAMP := node_modules/.installed-stamp
+CONTAINER_STAMP := $(VENV)/.container-tools-stamp
 
 .PHONY: demo test synth lint bench clean
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rdsmigrate demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CONTAINER_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 # The pinned npm `aws-cdk` CLI (package-lock.json) for `cdk synth`/`cdk deploy`; npm ci is
@@ -27,6 +28,19 @@ test: $(STAMP) $(NODE_STAMP)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# podman (with runc) and mmdebstrap for tests/test_container.py, which builds the runner image
+# from Debian packages and runs it (containers/containers.conf says why runc). Installed as root
+# with apt-get when missing; elsewhere that test skips and says why, and the stamp is not written
+# so a later run as root installs them.
+$(CONTAINER_STAMP): | $(STAMP)
+	@if command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null; then \
+	  touch $@; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "make: podman, runc or mmdebstrap is missing and cannot be installed here (needs root and apt-get): the container test will skip"; \
+	else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap >/dev/null && touch $@; \
+	fi
 
 # Writes cdk.out/RdsMigrationStack.template.json; needs no AWS credentials.
 synth: $(STAMP) $(NODE_STAMP)
