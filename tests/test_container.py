@@ -194,10 +194,10 @@ def test_copy_and_verify_run_inside_the_image(
     source, target = pg_source.url(source_db), pg_target.url(target_db)
     copied = _run_in_container(image, source, target, "copy", "--jobs", "2", "--json")
     assert copied.returncode == 0, copied.stderr
-    assert f"@127.0.0.1:{pg_target.port}/{target_db}" in json.loads(copied.stdout)["target"]
+    assert f"@127.0.0.1:{pg_target.port}/{target_db}" in json.loads(copied.stdout)["result"]["target"]
     verified = _run_in_container(image, source, target, "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["identical"] is True
+    assert json.loads(verified.stdout)["result"]["identical"] is True
     for proc in (copied, verified):
         assert pg_source.password not in proc.stdout + proc.stderr
     fingerprints = assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
