@@ -478,7 +478,7 @@ def _guc_value(name: str, value: str) -> sql.Composable:
 
 def refresh_materialized_views(source_conn: psycopg.Connection[Any],
                                target_conn: psycopg.Connection[Any],
-                               in_selection: Callable[[str], bool]) -> int:
+                               in_selection: Callable[[str, str], bool]) -> int:
     """Populate the materialized views that are populated on the source.
 
     A schema-only dump creates them ``WITH NO DATA``. Views can depend on each other, so failures
@@ -487,7 +487,7 @@ def refresh_materialized_views(source_conn: psycopg.Connection[Any],
     rows = source_conn.execute(
         "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2"
     ).fetchall()
-    pending = [(s, n) for s, n in rows if in_selection(s)]
+    pending = [(s, n) for s, n in rows if in_selection(s, n)]
     refreshed = 0
     while pending:
         failed: list[tuple[str, str]] = []

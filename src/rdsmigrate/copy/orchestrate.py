@@ -91,7 +91,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
         job.schema_after_rows(archive, post)
         with job.timed("materialized views"):
             job.matviews = schema.refresh_materialized_views(src_snap, tgt_admin,
-                                                             job.resolved.covers_schema)
+                                                             job.resolved.covers)
         postdata.check_valid(src_snap, tgt_admin, target, job.hint)
         src_snap.execute("COMMIT")
     return job.report(snap, time.monotonic() - started)

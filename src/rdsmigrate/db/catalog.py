@@ -11,6 +11,7 @@ schemas, or objects that belong to an extension (``CREATE EXTENSION`` recreates 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +209,35 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[Relation]:
     return [Relation(int(oid), schema, name, tuple(int(c) for c in children),
                      tuple((s, n) for s, n in owned))
             for oid, schema, name, children, owned in rows]
+
+
+def dependent_views(conn: psycopg.Connection[Any], oids: Seq[int]) -> list[tuple[str, str]]:
+    """``(schema, name)`` of the views and materialized views built on ``oids``, directly or
+    through other views."""
+    rows = conn.execute(
+        """WITH RECURSIVE dep(oid) AS (
+               SELECT unnest(%s::oid[])
+             UNION
+               SELECT r.ev_class FROM dep
+                 JOIN pg_depend d ON d.refobjid = dep.oid AND d.refclassid = 'pg_class'::regclass
+                  AND d.classid = 'pg_rewrite'::regclass
+                 JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> dep.oid)
+           SELECT n.nspname, c.relname FROM dep JOIN pg_class c ON c.oid = dep.oid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('v', 'm') ORDER BY 1, 2""", [list(oids)]).fetchall()
+    return [(s, n) for s, n in rows]
+
+
+def foreign_keys_into(conn: psycopg.Connection[Any], oids: Seq[int]) -> list[tuple[str, str, str]]:
+    """``(schema, table, constraint)`` of the foreign keys of other tables that reference
+    ``oids`` (partitions' inherited copies left out: their parent's is named)."""
+    rows = conn.execute(
+        """SELECT n.nspname, c.relname, k.conname FROM pg_constraint k
+             JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = ANY(%s::oid[])
+              AND k.conrelid <> ALL(%s::oid[]) ORDER BY 1, 2, 3""",
+        [list(oids), list(oids)]).fetchall()
+    return [(s, t, k) for s, t, k in rows]
 
 
 def list_schemas(conn: psycopg.Connection[Any]) -> list[str]:

@@ -12,8 +12,10 @@ The syntax, one meaning everywhere:
 - ``--schema PATTERN`` selects the schemas whose name matches; ``--exclude-table NAME`` leaves out
   the tables called NAME in every selected schema, ``--exclude-table SCHEMA.NAME`` exactly that
   one. A "table" is an ordinary, unlogged or partitioned table; excluding one also excludes its
-  partitions and inheritance children (they cannot be created without it) and the sequences its
-  serial and identity columns own.
+  partitions and inheritance children (they cannot be created without it), the sequences its
+  serial and identity columns own, and the views and materialized views built on it. A foreign
+  key of a selected table that references an excluded one is an error naming both: the target
+  could not create it, and silently dropping it would weaken the target's schema.
 - Names are case-sensitive as written (``Foo`` is not ``foo``); ``*`` matches any run of
   characters and ``?`` one character; a part in double quotes is matched literally (wildcards and
   dots included, ``""`` for a double quote), so ``'"my.schema"."Big Table"'`` names a table with
@@ -80,7 +82,8 @@ class Resolved:
     schemas: frozenset[str] | None
     """The selected schemas; None when ``--schema`` was not given (every schema)."""
     excluded: frozenset[tuple[str, str]]
-    """``(schema, name)`` of every table left out, descendants included."""
+    """``(schema, name)`` of every table left out, descendants included, and of the views and
+    materialized views built on them."""
     excluded_sequences: frozenset[tuple[str, str]]
     tables: tuple[catalog.Table, ...] = ()
     """The selected tables holding rows, as listed on the source when this was resolved."""
@@ -96,7 +99,7 @@ class Resolved:
 
     @property
     def excluded_names(self) -> list[str]:
-        """``schema.name`` of each table left out, for reports."""
+        """``schema.name`` of each table (and view on one) left out, for reports."""
         return [f"{s}.{n}" for s, n in sorted(self.excluded)]
 
     def tables_of(self, conn: psycopg.Connection[Any]) -> list[catalog.Table]:
@@ -148,9 +151,20 @@ def resolve(conn: psycopg.Connection[Any], selection: Selection, *, strict: bool
             if relation.oid not in excluded:
                 excluded[relation.oid] = relation
                 pending.extend(by_oid[c] for c in relation.children if c in by_oid)
+    views: list[tuple[str, str]] = []
+    if excluded:
+        views = [v for v in catalog.dependent_views(conn, list(excluded))
+                 if schemas is None or v[0] in schemas]
+        keys = [k for k in catalog.foreign_keys_into(conn, list(excluded))
+                if schemas is None or k[0] in schemas]
+        if keys and strict:
+            named = ", ".join(f"{s}.{t} ({k})" for s, t, k in keys[:5])
+            raise UserError(f"--exclude-table leaves out tables that foreign keys of selected "
+                            f"tables reference: {named}; exclude those tables too, or keep the "
+                            "tables they reference")
     result = Resolved(
         schemas=schemas,
-        excluded=frozenset((r.schema, r.name) for r in excluded.values()),
+        excluded=frozenset([(r.schema, r.name) for r in excluded.values()] + views),
         excluded_sequences=frozenset(s for r in excluded.values() for s in r.owned_sequences),
     )
     return replace(result, tables=tuple(catalog.list_tables(conn, result.covers)))
