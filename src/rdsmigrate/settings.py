@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Selection(BaseModel):
-    """Which tables a command works on."""
+    """Which tables a command works on, as the user wrote the patterns; what they mean, and the
+    one place that matches them (against the source), is :mod:`rdsmigrate.db.selection`."""
 
     model_config = ConfigDict(frozen=True)
 

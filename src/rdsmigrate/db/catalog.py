@@ -5,7 +5,9 @@ database-level settings) is read here from the system catalogs, so ``copy``, ``v
 ``preflight`` always agree on what "every table" means: ordinary and unlogged tables including
 partition leaves and inheritance children (whose rows ``COPY tbl`` reads without descending), but
 not partitioned parents (they hold no rows), not views, foreign tables, temporary tables, system
-schemas, or objects that belong to an extension (``CREATE EXTENSION`` recreates those).
+schemas, or objects that belong to an extension (``CREATE EXTENSION`` recreates those). Which of
+them a command selects (``--schema``/``--exclude-table``) is decided once, in
+:mod:`rdsmigrate.db.selection`, which hands the listings here its predicate.
 """
 
 from __future__ import annotations
