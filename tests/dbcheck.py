@@ -3,6 +3,9 @@
 Deliberately shares no code with ``rdsmigrate`` (not its catalog, not its verify): it lists
 tables with its own query and compares each table's row count and an md5 of its rows' text,
 sorted, so a bug in the code under test cannot hide itself here.
+
+The one thing it leaves out by name: the schema ``rdsmigrate``, where the online commands keep
+their record on the target (the source never has it).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def table_fingerprints(dsn: str) -> dict[str, tuple[int, str]]:
         tables = conn.execute(
             """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated)) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated)) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdsmigrate')
                   AND n.nspname NOT LIKE 'pg\\_%'"""
         ).fetchall()
         for (name,) in tables:
@@ -62,9 +65,9 @@ def object_counts(dsn: str) -> dict[str, int]:
     with _conn(dsn) as conn:
         row = conn.execute(
             """SELECT
-                 (SELECT count(*) FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog','information_schema')),
+                 (SELECT count(*) FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog','information_schema','rdsmigrate')),
                  (SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-                   WHERE n.nspname NOT IN ('pg_catalog','information_schema')
+                   WHERE n.nspname NOT IN ('pg_catalog','information_schema','rdsmigrate')
                      -- PostgreSQL 18 records NOT NULL as constraints; 15 does not.
                      AND c.contype <> 'n'),
                  (SELECT count(*) FROM pg_trigger t WHERE NOT t.tgisinternal),
@@ -74,10 +77,11 @@ def object_counts(dsn: str) -> dict[str, int]:
                  (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                    WHERE n.nspname NOT IN ('pg_catalog','information_schema')),
                  (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-                   WHERE n.nspname NOT IN ('pg_catalog','information_schema') AND t.typtype IN ('e','d','c','r')),
+                   WHERE n.nspname NOT IN ('pg_catalog','information_schema','rdsmigrate') AND t.typtype IN ('e','d','c','r')),
                  (SELECT count(*) FROM pg_largeobject_metadata),
                  (SELECT count(*) FROM pg_description d JOIN pg_class c ON c.oid = d.objoid
-                   AND d.classoid = 'pg_class'::regclass)"""
+                   AND d.classoid = 'pg_class'::regclass
+                   WHERE c.relnamespace <> coalesce(to_regnamespace('rdsmigrate'), 0))"""
         ).fetchone()
     assert row is not None
     keys = ("indexes", "constraints", "triggers", "policies", "views", "populated_matviews",

@@ -371,23 +371,27 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     # Caught up and idle: the probe sees nothing pending instead of waiting out its limit.
     assert not status["lag_seconds_at_least"] and status["lag_seconds"] < 1
 
-    # Without its record file, status reads the copy kept on the subscription, and abort finds
-    # everything by name.
+    # Without its record file, status reads the record kept on the target.
     for record in state.glob("online-*.json"):
         record.unlink()
     shown = _cli("status", *args, "--json")
     assert shown.exit_code == 0, shown.output
     status = json.loads(shown.stdout)["result"]
-    assert not status["recorded"] and status["drift"] == [] and status["worker_running"]
-    # As if a cutover had been interrupted while the source was frozen.
+    assert status["recorded"] and status["drift"] == [] and status["worker_running"]
+    # A freeze that no cutover of the tool made is not the tool's to lift as a side effect.
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
         src.execute(f'ALTER DATABASE "{source_db}" SET default_transaction_read_only = on')
     aborted = _cli("abort", *args, "--json")
     assert aborted.exit_code == 0, aborted.output
     removed = json.loads(aborted.stdout)["result"]
     assert len(removed["subscriptions"]) == len(removed["slots"]) == len(removed["publications"]) == 1
-    assert removed["unfrozen"]
+    assert not removed["unfrozen"] and removed["source_frozen"]
     _nothing_left(pg_source, source_db, pg_target, target_db)
+    # unfreeze lifts it: the target was never detached (the record says aborted).
+    lifted = _cli("unfreeze", "--source", pg_source.url(source_db), "--target",
+                  pg_target.url(target_db), "--json")
+    assert lifted.exit_code == 0, lifted.output
+    assert json.loads(lifted.stdout)["result"]["unfrozen"]
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:
         src.execute("INSERT INTO t VALUES (104, 'writable after abort')")
 

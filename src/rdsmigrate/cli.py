@@ -1,13 +1,16 @@
 """The ``rdsmigrate`` command line: parses and validates options, runs a phase, renders its result.
 
 Exit codes: 0 success, 1 verification found differences, 2 a user or environment error,
-3 an internal error, 130 interrupted. Results go to stdout (with ``--json``, one envelope for
-every outcome, see :func:`envelope`); progress, messages and errors go to stderr. No password
-reaches either: endpoints describe themselves as ``user@host:port/db``.
+3 an internal error, 128 + the signal when interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP;
+the same cleanup as a failure ran first, see :mod:`rdsmigrate.interrupts`). Results go to stdout
+(with ``--json``, one envelope for every outcome, see :func:`envelope`); progress, messages and
+errors go to stderr. No password reaches either: endpoints describe themselves as
+``user@host:port/db``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import functools
 import json
@@ -22,13 +25,14 @@ from typing import Annotated, Any, Protocol, TypeVar
 import pydantic
 import typer
 
+from rdsmigrate import interrupts
 from rdsmigrate.db.connect import Endpoint, redact_secrets
 from rdsmigrate.errors import (
     EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USER,
     DifferencesFound,
+    Interrupted,
     RdsMigrateError,
 )
 from rdsmigrate.progress import Reporter
@@ -93,6 +97,8 @@ def handled(func: F) -> F:
             func(*args, **kwargs)
         except RdsMigrateError as exc:
             code, problem = exc.exit_code, redact_secrets(exc.problem)
+            if isinstance(exc, Interrupted):
+                code = interrupts.exit_code()
             fix = exc.fix and redact_secrets(exc.fix)
             line = f"error: {problem}" + (f": {fix}" if fix else "")
         except pydantic.ValidationError as exc:
@@ -102,7 +108,7 @@ def handled(func: F) -> F:
             )
             line = f"error: {problem}"
         except KeyboardInterrupt:
-            code, problem = EXIT_INTERRUPTED, "interrupted"
+            code, problem = interrupts.exit_code(), f"interrupted ({interrupts.name()})"
             line = problem
         except typer.Exit as exc:
             # Raised by code that has said why itself.
@@ -116,7 +122,7 @@ def handled(func: F) -> F:
             fix = "this is a bug; rerun with --debug for a traceback"
             line = f"{problem} ({fix})"
         if line is not None:
-            typer.echo(line, err=True)
+            _say(line)
         if as_json:
             sys.stdout.write(envelope(command, code, _run.result, problem, fix) + "\n")
             sys.stdout.flush()
@@ -125,6 +131,12 @@ def handled(func: F) -> F:
             raise typer.Exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _say(text: str) -> None:
+    """One line on stderr; a terminal that hung up (SIGHUP) must not turn it into a traceback."""
+    with contextlib.suppress(OSError):
+        typer.echo(text, err=True)
 
 
 def emit(result: Renderable, as_json: bool, reporter: Reporter) -> None:
@@ -396,6 +408,25 @@ def abort(
     emit(phase.run(src, tgt, AbortOptions(state_dir=state_dir), reporter), as_json, reporter)
 
 
+@app.command()
+@handled
+def unfreeze(
+    source: SourceOpt = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", envvar="RDSMIGRATE_TARGET", show_envvar=True, help="The migration's target, where the cutover recorded whether it detached it (checked before reopening the source).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reopen the source even though a cutover detached the target (or without --target to check).")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Reopen a source database that a cutover froze (ALTER DATABASE .. RESET
+    default_transaction_read_only); refused when the cutover detached the target, unless --force."""
+    from rdsmigrate.online import unfreeze as phase
+
+    src = Endpoint.parse("source", source, "RDSMIGRATE_SOURCE")
+    tgt = Endpoint.parse("target", target, "RDSMIGRATE_TARGET") if target else None
+    reporter = Reporter(quiet=quiet or as_json)
+    emit(phase.run(src, tgt, force=force, reporter=reporter), as_json, reporter)
+
+
 aws_app = typer.Typer(no_args_is_help=True, help="Run rdsmigrate's steps in AWS, inside the staging VPC.")
 app.add_typer(aws_app, name="aws")
 
@@ -419,6 +450,7 @@ def aws_run(
 
 def main() -> None:
     os.environ.setdefault("PGAPPNAME", "rdsmigrate")
+    interrupts.install()
     # `kill -QUIT <pid>` prints every thread's stack to stderr: the way to see where a long run
     # is waiting, without stopping it.
     faulthandler.register(signal.SIGQUIT, all_threads=True)

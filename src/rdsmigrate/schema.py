@@ -431,8 +431,13 @@ def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, ...], KeyBuild
 
 def copy_database_settings(source_conn: psycopg.Connection[Any],
                            target_conn: psycopg.Connection[Any], target_db: str) -> int:
-    """``ALTER DATABASE/ROLE .. SET`` and the database comment, which pg_dump leaves behind."""
-    settings = catalog.database_settings(source_conn)
+    """``ALTER DATABASE/ROLE .. SET`` and the database comment, which pg_dump leaves behind.
+
+    Not ``default_transaction_read_only``: on the source it is how a cutover freezes writes
+    (``rdsmigrate.online.freeze``), and carried over it would make the target read-only too,
+    the copy's own later sessions included."""
+    settings = [s for s in catalog.database_settings(source_conn)
+                if s.name.lower() != "default_transaction_read_only"]
     roles = {r[0] for r in target_conn.execute("SELECT rolname FROM pg_roles").fetchall()}
     applied = 0
     for s in settings:

@@ -38,6 +38,7 @@ from rdsmigrate.db.tools import ClientTools, client_tools, server_major
 from rdsmigrate.errors import Interrupted, UserError
 from rdsmigrate.progress import Reporter, Task
 from rdsmigrate.settings import CopyOptions
+from rdsmigrate.testhook import pause
 
 DIFFERENT_SNAPSHOTS_NOTE = (
     "tables copied in different runs come from different snapshots of the source: the result is "
@@ -175,6 +176,7 @@ class _CopyJob:
             total.seconds += seconds
             total.pending -= 1
             if total.pending == 0:
+                pause("copy:data")
                 method = ("binary" if binary_ok[index] else "text") + (
                     f", {unit.of} ranges by {unit.label.split()[0]}" if unit.of > 1 else "")
                 self.state.record("table", table=unit.table.qualified, rows=total.rows,
@@ -198,6 +200,7 @@ class _CopyJob:
         with self.timed("schema"), self.reporter.phase("schema (pre-data)"):
             archive = schema.dump(tools, self.source, snapshot_id, self.resolved,
                                   self.state.archive_path)
+            pause("copy:pre-data")
             if self.options.roles:
                 # All or none: copy_roles runs in one transaction.
                 self.roles_copied = roles.copy_roles(src_snap, tgt_admin, self.resolved)
@@ -297,6 +300,7 @@ class _CopyJob:
         entries = [e for e in post.entries if e.dump_id not in skip]
         resume = self.options.resume
         self.state.record("post-data-started")
+        pause("copy:post-data")
         jobs = self.options.jobs
         with self.timed("indexes+constraints"), self.reporter.phase(
                 f"schema (post-data: {len(entries)} indexes, constraints, triggers...; {jobs} jobs)"):

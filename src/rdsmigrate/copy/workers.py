@@ -7,18 +7,24 @@ rows each: 2 threads 2.75 s, 2 processes 1.6 s, 2 psql pipes 1.45 s.
 Each worker holds one source session inside the exported snapshot and one target session, takes
 unit numbers from a queue, and reports progress, completion and errors as small tuples. The parent
 records finished tables, drives the progress display, and on Ctrl-C or an error asks both servers
-to cancel the workers' queries (``pg_cancel_backend``), so the servers stop working too. Workers
-die with the parent (``PR_SET_PDEATHSIG``): a killed copy leaves no orphan still writing.
+to cancel the workers' queries (``pg_cancel_backend``), so the servers stop working too.
+
+No worker outlives the command: each watches a pipe whose only writing end the command holds, and
+exits at once when it reads end-of-file, which the kernel delivers however the command ended
+(SIGKILL included); its sessions close with it, so no "idle in transaction" session is left
+holding the snapshot's xmin on the source. Not ``PR_SET_PDEATHSIG``, nor ``getppid()``: a
+worker's parent is the forkserver, not the command, and the death signal follows the *thread*
+that forked.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -38,28 +44,32 @@ DONE = "done"
 ERROR = "error"
 PIDS = "pids"
 
-_PR_SET_PDEATHSIG = 1
-
 BATCH_UNITS = 64
 BATCH_SECONDS = 0.5
 """A batch of small tables is committed after this many tables or seconds, whichever first:
 few enough locks held, and finished tables reported (and their index builds started) soon."""
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _exit_with_command(alive: Any) -> None:
+    """Exit this process as soon as the command's end of ``alive`` is closed (see above)."""
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                alive.recv()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-command", daemon=True).start()
 
 
 def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: list[Unit],
                 binary_ok: list[bool], work: Any, events: Any, stop: Event, go: Event,
-                freeze_min_bytes: int) -> None:
+                freeze_min_bytes: int, alive: Any) -> None:
     """Entry point of a worker process: ready its sessions, wait for ``go``, then take units."""
-    # Ctrl-C reaches the whole process group; only the parent decides what to do about it.
+    # Signals to the whole process group (Ctrl-C, a hangup) are the command's to handle: it
+    # cancels the workers' queries and stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    parent = os.getppid()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _exit_with_command(alive)
     current = -1
     try:
         # The target session autocommits: each unit is one COPY, committed (or not) whole.
@@ -77,7 +87,7 @@ def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: lis
             tgt.execute("SET search_path = ''")
             # The parent releases the workers once the target's tables exist.
             while not go.wait(timeout=0.5):
-                if stop.is_set() or os.getppid() != parent:
+                if stop.is_set():
                     return
             batch = _Batch()
             while not stop.is_set():
@@ -89,8 +99,7 @@ def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: lis
                 batched = stream.batchable(unit, freeze_min_bytes)
                 if not batched:
                     batch.commit(tgt, events)
-                done = _copy_one(src, tgt, unit, index, binary_ok[index], events, stop, parent,
-                                 batched)
+                done = _copy_one(src, tgt, unit, index, binary_ok[index], events, stop, batched)
                 if batched:
                     batch.add(done)
                     if batch.full():
@@ -139,8 +148,7 @@ class _Batch:
 
 
 def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: Unit, index: int,
-              binary: bool, events: Any, stop: Event, parent: int,
-              batched: bool) -> tuple[Any, ...]:
+              binary: bool, events: Any, stop: Event, batched: bool) -> tuple[Any, ...]:
     """Copy one unit; returns its DONE event, to send once the unit is committed."""
     started = time.monotonic()
     moved = [0]
@@ -148,7 +156,7 @@ def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: 
     def progress(rows: int, nbytes: int) -> bool:
         moved[0] += nbytes
         events.put((PROGRESS, index, rows, nbytes))
-        return not stop.is_set() and os.getppid() == parent
+        return not stop.is_set()
 
     rows = copy_unit(src, tgt, unit, binary, progress, batched=batched)
     return (DONE, index, rows, moved[0], time.monotonic() - started)
@@ -194,6 +202,8 @@ class Pool:
     _events: Any = None
     _stop: Any = None
     _go: Any = None
+    _alive: Any = None
+    """The command's (writing) end of the pipe the workers watch; never written to."""
 
     def start(self) -> None:
         """Spawn the workers; they connect and import the snapshot, then wait for :meth:`go`."""
@@ -202,6 +212,7 @@ class Pool:
         ctx = _context()
         self._work, self._events = ctx.Queue(), ctx.Queue()
         self._stop, self._go = ctx.Event(), ctx.Event()
+        watched, self._alive = ctx.Pipe(duplex=False)
         for index in range(len(self.units)):
             self._work.put(index)
         count = min(self.jobs, len(self.units))
@@ -211,10 +222,11 @@ class Pool:
             ctx.Process(target=worker_main, name=f"rdsmigrate-copy-{i}", daemon=True,
                         args=(self.source, self.target, self.snapshot_id, self.units,
                               self.binary_ok, self._work, self._events, self._stop, self._go,
-                              stream.FREEZE_MIN_BYTES))
+                              stream.FREEZE_MIN_BYTES, watched))
             for i in range(count)]
         for proc in self._procs:
             proc.start()
+        watched.close()  # the workers hold their own copies; the command keeps only its end
 
     def go(self) -> None:
         """Release the workers and relay their events until every unit is done or one fails."""
@@ -245,6 +257,7 @@ class Pool:
         for q in (self._work, self._events):
             q.close()
             q.cancel_join_thread()
+        self._alive.close()
 
     def _relay(self, procs: list[Any], events: Any, stop: Event) -> None:
         done = 0

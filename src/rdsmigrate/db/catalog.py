@@ -21,6 +21,9 @@ import psycopg
 from psycopg import sql
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+TOOL_SCHEMA = "rdsmigrate"
+"""The tool's own schema on a target (its record of online migrations): never copied, compared
+or counted as user data."""
 
 # Relations that belong to an extension are created by CREATE EXTENSION on the target.
 _NOT_EXTENSION_MEMBER = """
@@ -28,8 +31,8 @@ _NOT_EXTENSION_MEMBER = """
                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 """
 
-_USER_SCHEMA = """
-    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+_USER_SCHEMA = f"""
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '{TOOL_SCHEMA}')
     AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
 """
 

@@ -11,37 +11,50 @@
 5. copy the large objects again (logical replication does not carry them either);
 6. verify as asked: exact ``count(*)`` of every table on both sides (default), ``verify``'s
    checksums (``full``), or nothing;
-7. drop the subscription: the target is now on its own and writable. The write downtime is
-   measured from the freeze to here. Then the slot and the publication are dropped on the source.
+7. drop the subscription, in the same transaction as the record saying so (``detached``): the
+   target is now on its own and writable. The write downtime is measured from the freeze to here.
+8. drop the slot and the publication on the source; store the report in the record.
+
+Every step is recorded on the target as it completes (:mod:`.state`), the freeze before it is
+made, so a rerun after any interruption continues: with the source still frozen by this
+cutover it re-applies the freeze (idempotent) and repeats steps 3 to 6, which must hold for the
+source as it is now and cost little once caught up; after step 7 it only finishes step 8; after 8
+it shows the stored report again.
 
 The source stays frozen afterwards, so a forgotten application instance cannot write to the old
-database; unfreezing it is one command, which the report names. If any step before 7 fails, the
+database; reopening it is a decision (``rdsmigrate unfreeze --force``, or the SQL the report
+names). If anything before step 7 fails, or a signal (SIGINT, SIGTERM, SIGHUP) arrives, the
 source is unfrozen and replication keeps running: the target is still a live replica, and the
-cutover can be tried again.
+cutover can be tried again. From step 7 on, nothing unfreezes the source as a side effect.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel
 
+from rdsmigrate import interrupts
 from rdsmigrate.copy.objects import copy_large_objects, copy_sequences
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
-from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, RdsMigrateError, UserError
+from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, Interrupted, RdsMigrateError, UserError
 from rdsmigrate.online import freeze, replication, state
 from rdsmigrate.online.settings import CutoverOptions
-from rdsmigrate.online.status import OnlineStatus, locate, measure
+from rdsmigrate.online.status import OnlineStatus, measure
 from rdsmigrate.progress import Reporter, human_bytes
 from rdsmigrate.settings import Selection, VerifyOptions
+from rdsmigrate.testhook import pause
 
 POLL_S = 0.02
+CUTOVER_STEPS = ("frozen", "caught-up", "sequences-set", "large-objects", "verified",
+                 "subscription-dropped", "publication-dropped", "done")
 
 
 class CutoverFailed(RdsMigrateError):
@@ -60,7 +73,8 @@ class CutoverReport(BaseModel):
     final_lsn: str
     """The source's WAL position after the freeze: everything up to it is on the target."""
     write_downtime_s: float
-    """From the freeze of the source to the target being ready for writes."""
+    """From the freeze of the source to the target being ready for writes (wall clock, so a
+    cutover continued after an interruption counts the time in between)."""
     steps: dict[str, float]
     sessions_ended: int
     sequences: int
@@ -70,86 +84,168 @@ class CutoverReport(BaseModel):
     rows_checked: int | None
     source_frozen: bool
     unfreeze_command: str
+    """The SQL that reopens the source, working from any database (the frozen one included)."""
     notes: list[str]
+    continued: bool = False
+    """This run continued a cutover interrupted earlier."""
+    shown_again: bool = False
+    """A rerun after the cutover had finished: the stored report, nothing done."""
 
     def render(self, reporter: Reporter) -> None:
         def line(text: str) -> None:
             reporter.console.print(text, markup=False, highlight=False)
 
+        if self.shown_again:
+            line("this cutover had already finished; its report, kept on the target:")
         steps = ", ".join(f"{k} {v:.2f} s" for k, v in self.steps.items())
         checked = (f"{self.tables_checked} tables, {self.rows_checked:,} rows counted on both sides"
                    if self.rows_checked is not None else
                    f"{self.tables_checked} tables verified ({self.verify})")
-        line(f"cut over to {self.target}: write downtime {self.write_downtime_s:.2f} s ({steps})")
+        line(f"cut over to {self.target}: write downtime {self.write_downtime_s:.2f} s ({steps})"
+             + (" (continued after an interruption)" if self.continued else ""))
         line(f"target caught up to {self.final_lsn} (lag before the freeze "
              f"{human_bytes(self.lag_bytes_before)}); {self.sequences} sequences set; "
              f"{self.large_objects} large objects copied again; {checked}; "
              f"{self.sessions_ended} source sessions ended")
         line(f"replication objects {self.name} removed; the target is writable")
         line(f"the source {self.source} stays frozen (new sessions read-only) so nothing writes "
-             f"to it by mistake; to unfreeze it: {self.unfreeze_command}")
+             f"to it by mistake; to reopen it on purpose: rdsmigrate unfreeze --source ... "
+             f"--force, or {self.unfreeze_command}")
         for n in self.notes:
             line(f"note: {n}")
 
 
 def run(source: Endpoint, target: Endpoint, options: CutoverOptions,
         reporter: Reporter) -> CutoverReport:
+    cache = state.location(options.state_dir, target)
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         freeze.writable(src)
-        record, recorded = locate(src, tgt, options.state_dir, target)
-        path = state.location(options.state_dir, target)
-        before = measure(src, tgt, record, recorded=recorded, retained_warn_bytes=1 << 62,
-                         lag_probe_s=0)
-        _refuse_unless_ready(before, options)
-        assert before.lag_bytes is not None
-        record.phase = "cutting-over"
-        record.frozen = True
-        record.save(path)  # first, so that a crash while frozen leaves `abort` a trace
-        steps: dict[str, float] = {}
-        t_freeze = time.monotonic()
-        try:
-            result = _switch(source, target, src, tgt, record, options, reporter, steps)
-        except BaseException as exc:
-            _undo_freeze(src, record, path, reporter)
+        record = state.latest(tgt)
+        if record is None:
+            raise UserError(f"no online migration to {target.describe()} is recorded on it: "
+                            "start one with `rdsmigrate sync`")
+        if record.phase == "cut-over" and record.cutover is not None:
+            reporter.info(f"cutover of {record.name} already finished: showing its report again")
+            return CutoverReport.model_validate({**record.cutover, "shown_again": True})
+        if record.phase == "syncing":
+            raise UserError(f"the sync of {record.name} did not finish (done: "
+                            f"{', '.join(record.steps) or 'nothing'}): rerun the same "
+                            "`rdsmigrate sync` to continue it, then cut over")
+        if record.phase != "detached":
+            _until_detached(source, target, src, tgt, record, options, reporter, cache)
+        return _finish(src, tgt, record, options, reporter, cache)
+
+
+def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
+                    tgt: psycopg.Connection[Any], record: state.OnlineState,
+                    options: CutoverOptions, reporter: Reporter, cache: Path) -> None:
+    """Steps 1 to 7; on any failure or signal, the source is unfrozen if this tool froze it."""
+    continuing = record.phase == "cutting-over" and record.frozen and freeze.is_frozen(src)
+    if record.phase == "cutting-over" and not continuing:
+        # Interrupted earlier, and the source reopened since: a cutover from the start.
+        _forget_cutover(record)
+    if continuing:
+        reporter.info(f"cutover: continuing {record.name}, the source still frozen by it (done: "
+                      f"{', '.join(s for s in record.steps if s in CUTOVER_STEPS) or 'nothing'})")
+    try:
+        if continuing:
             _keep_replicating(tgt, record.name, reporter)
-            if isinstance(exc, KeyboardInterrupt):
-                reporter.warn(f"cutover interrupted: the source was unfrozen and replication "
-                              f"{record.name} keeps running")
-                raise
-            code = exc.exit_code if isinstance(exc, RdsMigrateError) else (
-                EXIT_USER if isinstance(exc, psycopg.OperationalError) else EXIT_INTERNAL)
-            raise CutoverFailed(
-                f"cutover failed: {redact_secrets(str(exc))}. The source was unfrozen (it takes "
-                f"writes again) and replication {record.name} is still running; fix the cause "
-                "and run cutover again, or `rdsmigrate abort`", code) from None
-        downtime = time.monotonic() - t_freeze
-        reporter.info(f"target ready: write downtime {downtime:.2f} s")
-        notes: list[str] = []
-        t0 = time.monotonic()
+            replication.wait_streaming(src, tgt, record.name, options.timeout_s)
+        before = measure(src, tgt, record, recorded=True, retained_warn_bytes=1 << 62,
+                         lag_probe_s=0)
+        _refuse_unless_ready(before, options, continuing=continuing)
+        assert before.lag_bytes is not None
+        if not continuing:
+            record.phase = "cutting-over"
+            record.frozen = True
+            record.progress = {"frozen_at": time.time(), "lag_bytes_before": before.lag_bytes}
+            # Recorded before the freeze: a crash while frozen leaves the rerun and `abort` a trace.
+            state.save(tgt, record, cache)
+        record.progress["continued"] = continuing or bool(record.progress.get("continued"))
+        pause("cutover:freeze")
+        _switch(source, target, src, tgt, record, options, reporter, cache)
+    except BaseException as exc:
+        if not record.frozen:
+            raise  # refused before the freeze: nothing to undo
+        unfrozen = _undo_freeze(source, target, record, cache, reporter)
+        _keep_replicating(tgt, record.name, reporter)
+        outcome = ("the source was unfrozen (it takes writes again)" if unfrozen else
+                   "unfreezing the source FAILED: run `rdsmigrate unfreeze --source ... --target "
+                   f"...` or {freeze.unfreeze_command(record.source_dbname)}")
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"cutover interrupted ({interrupts.name()}): {outcome} and "
+                              f"replication {record.name} keeps running; run cutover again when "
+                              "ready") from None
+        code = exc.exit_code if isinstance(exc, RdsMigrateError) else (
+            EXIT_USER if isinstance(exc, psycopg.OperationalError) else EXIT_INTERNAL)
+        raise CutoverFailed(
+            f"cutover failed: {redact_secrets(str(exc))}. {outcome[0].upper()}{outcome[1:]} and "
+            f"replication {record.name} is still running; fix the cause and run cutover again, "
+            "or `rdsmigrate abort`", code) from None
+
+
+def _forget_cutover(record: state.OnlineState) -> None:
+    record.phase = "streaming"
+    record.frozen = False
+    record.steps = [s for s in record.steps if s not in CUTOVER_STEPS]
+    record.progress = {}
+
+
+def _finish(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
+            record: state.OnlineState, options: CutoverOptions, reporter: Reporter,
+            cache: Path) -> CutoverReport:
+    """Step 8, after the detach: never unfreezes; an interruption leaves it to a rerun."""
+    progress = record.progress
+    downtime = float(progress.get("detached_at", time.time())) - float(
+        progress.get("frozen_at", time.time()))
+    reporter.info(f"target ready: write downtime {downtime:.2f} s")
+    notes: list[str] = []
+    t0 = time.monotonic()
+    try:
+        pause("cutover:subscription-dropped")
         try:
             replication.drop_slot(src, record.name)
             replication.drop_publication(src, record.name)
         except (psycopg.Error, UserError) as exc:
             notes.append(f"dropping the slot or publication {record.name} on the source failed "
                          f"({redact_secrets(str(exc))}): run `rdsmigrate abort` to remove them")
-        steps["source cleanup (after downtime)"] = round(time.monotonic() - t0, 3)
-        report = CutoverReport(
-            source=source.describe(), target=target.describe(), name=record.name,
-            lag_bytes_before=before.lag_bytes, write_downtime_s=round(downtime, 3),
-            steps=steps, source_frozen=True,
-            unfreeze_command=freeze.unfreeze_command(record.source_dbname), notes=notes, **result,
-        )
-        record.phase = "cut-over"
-        record.cutover = report.model_dump(mode="json")
-        record.save(path)
-        return report
+        record.mark("publication-dropped")
+        state.save(tgt, record, cache)
+        pause("cutover:publication-dropped")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"cutover interrupted ({interrupts.name()}) after the target was detached: the target "
+            "is on its own and the source STAYS frozen; run cutover again to remove the slot and "
+            "publication and print the report") from None
+    timings = dict(progress.get("steps", {}))
+    timings["source cleanup (after downtime)"] = round(time.monotonic() - t0, 3)
+    report = CutoverReport(
+        source=record.source, target=record.target, name=record.name,
+        lag_bytes_before=int(progress.get("lag_bytes_before", 0)),
+        final_lsn=str(progress.get("final_lsn", "?")), write_downtime_s=round(downtime, 3),
+        steps=timings, sessions_ended=int(progress.get("sessions_ended", 0)),
+        sequences=int(progress.get("sequences", 0)),
+        large_objects=int(progress.get("large_objects", 0)),
+        verify=str(progress.get("verify", options.verify)),
+        tables_checked=int(progress.get("tables_checked", 0)),
+        rows_checked=progress.get("rows_checked"), source_frozen=freeze.is_frozen(src),
+        unfreeze_command=freeze.unfreeze_command(record.source_dbname), notes=notes,
+        continued=bool(progress.get("continued")),
+    )
+    record.phase = "cut-over"
+    record.frozen = False  # the tool no longer holds it: the application moved, reopening is the user's call
+    record.cutover = report.model_dump(mode="json")
+    record.mark("done")
+    state.save(tgt, record, cache)
+    return report
 
 
-def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions) -> None:
+def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions, *,
+                         continuing: bool) -> None:
     if status.drift:
         raise UserError(
             "the source's schema changed since the copy, and logical replication does not carry "
-            "DDL: " + "; ".join(status.drift) + ". Undo the change on the source, or run "
+            "DDL: " + "; ".join(status.drift) + ". Apply the same DDL on the target, or run "
             "`rdsmigrate abort` and `rdsmigrate sync --replace` to start from the new schema")
     if not status.streaming:
         raise UserError(
@@ -157,9 +253,14 @@ def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions) -> None:
             f"{'present' if status.subscription else 'missing'}, apply worker "
             f"{'running' if status.worker_running else 'stopped'}, slot "
             f"{'active' if status.slot_active else 'inactive'}): see `rdsmigrate status`")
+    if continuing:
+        return  # frozen by this cutover: the lag can only shrink
     if status.frozen:
-        raise UserError("the source database is already frozen (default_transaction_read_only): "
-                        "`rdsmigrate abort` or ALTER DATABASE .. RESET default_transaction_read_only")
+        raise UserError(
+            "the source database is already frozen (default_transaction_read_only), and not by a "
+            "cutover recorded on the target: reopen it with `rdsmigrate unfreeze --source ... "
+            "--target ...` (or the SQL BEGIN READ WRITE; ALTER DATABASE .. RESET "
+            "default_transaction_read_only; COMMIT), then cut over")
     if status.lag_bytes is None or status.lag_bytes > options.max_lag_bytes:
         raise UserError(
             f"the target is {human_bytes(status.lag_bytes or 0)} behind the source, above "
@@ -169,15 +270,20 @@ def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions) -> None:
 
 def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
             tgt: psycopg.Connection[Any], record: state.OnlineState, options: CutoverOptions,
-            reporter: Reporter, steps: dict[str, float]) -> dict[str, Any]:
-    """Steps 2 to 7; any exception leaves the caller to unfreeze."""
+            reporter: Reporter, cache: Path) -> None:
+    """Steps 2 to 7, each recorded once done; any exception leaves the caller to unfreeze."""
+    progress = record.progress
+    timings: dict[str, float] = progress.setdefault("steps", {})
     t0 = time.monotonic()
 
-    def step(name: str) -> None:
+    def step(name: str, timing: str, **results: Any) -> None:
         nonlocal t0
         now = time.monotonic()
-        steps[name] = round(now - t0, 3)
+        timings[timing] = round(now - t0, 3)
         t0 = now
+        progress.update(results)
+        record.mark(name)
+        state.save(tgt, record, cache)
 
     frozen = freeze.freeze(src, record.source_dbname)
     # The insert position, not pg_current_wal_lsn() (the write position): a commit made with
@@ -185,22 +291,37 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     row = src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert row is not None
     final_lsn = str(row[0])
-    step("freeze")
+    step("frozen", "freeze", final_lsn=final_lsn,
+         sessions_ended=int(progress.get("sessions_ended", 0)) + frozen.terminated)
+    pause("cutover:catch-up")
     _wait_applied(src, record.name, final_lsn, options.timeout_s)
-    step("catch-up")
+    step("caught-up", "catch-up")
+    pause("cutover:sequences")
     # nextval is refused in read-only transactions: the frozen source's sequences are final.
-    n_seq = copy_sequences(src, tgt, resolve(src, _selection(record), strict=False))
-    step("sequences")
+    step("sequences-set", "sequences", sequences=copy_sequences(
+        src, tgt, resolve(src, _selection(record), strict=False)))
     n_lo, _ = copy_large_objects(src, tgt, reporter, roles=record.roles)
     _drop_extra_large_objects(src, tgt)
-    step("large objects")
+    step("large-objects", "large objects", large_objects=n_lo)
+    pause("cutover:verify")
     tables_checked, rows_checked = _verify(source, target, src, record, options, reporter)
-    step(f"verify ({options.verify})")
-    replication.drop_subscription(tgt, record.name)
-    step("subscription dropped")
-    return {"final_lsn": final_lsn, "sessions_ended": frozen.terminated,
-            "sequences": n_seq, "large_objects": n_lo, "verify": options.verify,
-            "tables_checked": tables_checked, "rows_checked": rows_checked}
+    step("verified", f"verify ({options.verify})", verify=options.verify,
+         tables_checked=tables_checked, rows_checked=rows_checked)
+    pause("cutover:detach")
+    if not freeze.is_frozen(src):
+        raise UserError("the source was unfrozen while the cutover ran (by hand?): writes made "
+                        "since would not reach the target")
+    # The point of no return, committed together with the record that says so.
+    replication.detach_slot(tgt, record.name)
+    now = time.monotonic()
+    timings["subscription dropped"] = round(now - t0, 3)
+    record.phase = "detached"
+    record.mark("subscription-dropped")
+    progress["detached_at"] = time.time()
+    with tgt.transaction():
+        tgt.execute(sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(record.name)))
+        state.save(tgt, record)
+    state.write_cache(cache, record)
 
 
 def _wait_applied(src: psycopg.Connection[Any], name: str, lsn: str, timeout_s: float) -> None:
@@ -271,26 +392,39 @@ def _count(ep: Endpoint, tables: list[catalog.Table]) -> list[int]:
         return counts
 
 
-def _undo_freeze(src: psycopg.Connection[Any], record: state.OnlineState, path: Any,
-                 reporter: Reporter) -> None:
+def _undo_freeze(source: Endpoint, target: Endpoint, record: state.OnlineState, cache: Path,
+                 reporter: Reporter) -> bool:
+    """Unfreeze and record it, on fresh connections (the command's own may be what failed).
+    Returns whether the source was unfrozen."""
     try:
-        freeze.unfreeze(src, record.source_dbname)
-    except psycopg.Error as exc:
+        with connect(source, autocommit=True) as src:
+            freeze.writable(src)
+            freeze.unfreeze(src, record.source_dbname)
+    except (psycopg.Error, UserError) as exc:
         reporter.warn(f"unfreezing the source failed ({redact_secrets(str(exc))}): run "
-                      f"{freeze.unfreeze_command(record.source_dbname)} on it now")
-        return
-    record.frozen = False
-    record.phase = "streaming"
-    record.save(path)
+                      f"{freeze.unfreeze_command(record.source_dbname)} now")
+        return False
+    _forget_cutover(record)
+    try:
+        with connect(target, autocommit=True) as tgt:
+            state.save(tgt, record, cache)
+    except (psycopg.Error, UserError):
+        pass  # the rerun sees the source unfrozen and starts the cutover afresh
+    return True
 
 
 def _keep_replicating(tgt: psycopg.Connection[Any], name: str, reporter: Reporter) -> None:
-    """A failure while the subscription was being dropped may have left it disabled."""
+    """A cutover stopped while detaching may have left the subscription disabled, without its
+    slot: attach it to the slot again and enable it."""
     try:
         row = tgt.execute("SELECT subenabled, subslotname IS NOT NULL FROM pg_subscription "
                           "WHERE subname = %s", [name]).fetchone()
-        if row is not None and not row[0] and row[1]:
-            tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
+        ident = sql.Identifier(name)
+        if row is not None and not row[1]:
+            tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = {})").format(
+                ident, sql.Literal(name)))
+        if row is not None and not row[0]:
+            tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident))
     except psycopg.Error as exc:
         reporter.warn(f"could not check that subscription {name} is enabled on the target "
                       f"({redact_secrets(str(exc))}): see `rdsmigrate status`")

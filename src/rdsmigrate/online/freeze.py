@@ -24,11 +24,17 @@ check catches it only when it changes a count and had not arrived.
 Prepared transactions (two-phase commit) outlive their sessions and can still commit: the freeze
 fails while the database has any, rather than let one commit after the target caught up.
 
-Unfreezing is ``ALTER DATABASE .. RESET default_transaction_read_only``.
+Unfreezing is ``ALTER DATABASE .. RESET default_transaction_read_only``, in a transaction that
+asks for read-write itself (:func:`unfreeze_sql`): a session opened in the frozen database starts
+read-only, and ``ALTER DATABASE`` is refused in a read-only transaction.
+
+Only a superuser may end a superuser's session (``rdsadmin`` on RDS): such a session is named as
+what blocks the freeze, not as a privilege the tool's user lacks.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,8 +55,16 @@ def writable(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return conn
 
 
+def unfreeze_sql(dbname: str) -> str:
+    """The SQL that reopens the database, working as printed from any database, the frozen one
+    included (``BEGIN READ WRITE`` overrides the read-only default there)."""
+    return (f"BEGIN READ WRITE; ALTER DATABASE {sql.Identifier(dbname).as_string()} "
+            f"RESET {SETTING}; COMMIT")
+
+
 def unfreeze_command(dbname: str) -> str:
-    return f"ALTER DATABASE {sql.Identifier(dbname).as_string()} RESET {SETTING}"
+    """A command to paste: psql connected to ``postgres``, for the frozen database's name."""
+    return f"psql -d postgres -c {shlex.quote(unfreeze_sql(dbname))}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,8 @@ class Frozen:
 
 
 _OLD_SESSIONS_SQL = """
-SELECT pid FROM pg_stat_activity
+SELECT a.pid, a.usename, coalesce(r.rolsuper, false) FROM pg_stat_activity a
+  LEFT JOIN pg_roles r ON r.oid = a.usesysid
  WHERE datname = current_database() AND backend_type = 'client backend'
    AND pid <> pg_backend_pid() AND backend_start <= %s
    AND coalesce(application_name, '') <> %s
@@ -80,16 +95,13 @@ def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) 
     terminated: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while True:
-        old = [r[0] for r in conn.execute(_OLD_SESSIONS_SQL, [at, APPLICATION_NAME]).fetchall()]
+        sessions = conn.execute(_OLD_SESSIONS_SQL, [at, APPLICATION_NAME]).fetchall()
+        old = [r[0] for r in sessions]
         if not old:
             _refuse_prepared(conn, dbname)
             return Frozen(at, len(terminated))
         if time.monotonic() > deadline:
-            raise UserError(
-                f"{len(old)} session(s) of database {dbname} that began before the freeze could "
-                f"not be ended in {timeout_s:.0f} s (pids {', '.join(map(str, old[:10]))}): the "
-                "tool's user needs superuser, rds_superuser or pg_signal_backend to end them"
-            )
+            raise UserError(_cannot_end(dbname, sessions, timeout_s))
         for pid in set(old) - terminated:
             try:
                 conn.execute("SELECT pg_terminate_backend(%s)", [pid])
@@ -97,6 +109,31 @@ def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) 
                 continue
             terminated.add(pid)
         time.sleep(0.02)
+
+
+def _cannot_end(dbname: str, sessions: list[tuple[Any, ...]], timeout_s: float) -> str:
+    """Why the sessions are still there: superusers' sessions, which no privilege short of
+    superuser may end, are said apart from those a missing privilege of the tool's user spares."""
+    supers = [(pid, user) for pid, user, is_super in sessions if is_super]
+    others = [(pid, user) for pid, user, is_super in sessions if not is_super]
+
+    def listed(group: list[tuple[Any, Any]]) -> str:
+        return ", ".join(f"pid {pid} ({user})" for pid, user in group[:10])
+
+    parts = []
+    if supers:
+        parts.append(
+            f"{len(supers)} session(s) of superuser role(s) {', '.join(sorted({u for _, u in supers}))} "
+            f"in database {dbname} began before the freeze and could still write ({listed(supers)}): "
+            "only a superuser may end a superuser's session, whatever the tool's privileges (on "
+            "RDS, rdsadmin's are the service's own: retry when they have ended); end them from a "
+            "superuser session, then run cutover again")
+    if others:
+        parts.append(
+            f"{len(others)} session(s) of database {dbname} that began before the freeze could not "
+            f"be ended in {timeout_s:.0f} s ({listed(others)}): the tool's user needs "
+            "pg_signal_backend (rds_superuser on RDS) or membership in their roles to end them")
+    return "; ".join(parts)
 
 
 def _refuse_prepared(conn: psycopg.Connection[Any], dbname: str) -> None:
@@ -110,6 +147,7 @@ def _refuse_prepared(conn: psycopg.Connection[Any], dbname: str) -> None:
 
 
 def unfreeze(conn: psycopg.Connection[Any], dbname: str) -> None:
+    """From a session made :func:`writable` (or in autocommit outside the frozen database)."""
     conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(dbname),
                                                               sql.Identifier(SETTING)))
 

@@ -136,11 +136,21 @@ def drop_subscription(conn: psycopg.Connection[Any], name: str) -> bool:
         "pg_database WHERE datname = current_database())", [name]).fetchone()
     if not exists:
         return False
-    ident = sql.Identifier(name)
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
-    conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    detach_slot(conn, name)
+    # IF EXISTS: another command (a killed cutover's last statement) may have dropped it meanwhile.
+    conn.execute(sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(name)))
     return True
+
+
+def detach_slot(conn: psycopg.Connection[Any], name: str) -> None:
+    """Stop the subscription's worker and forget its slot, so that dropping it needs no
+    connection to the source (and may run inside a transaction)."""
+    ident = sql.Identifier(name)
+    try:
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    except psycopg.errors.UndefinedObject:
+        pass  # dropped meanwhile
 
 
 def drop_slot(conn: psycopg.Connection[Any], name: str, timeout_s: float = 30.0,
@@ -176,7 +186,8 @@ def drop_slot(conn: psycopg.Connection[Any], name: str, timeout_s: float = 30.0,
 def drop_publication(conn: psycopg.Connection[Any], name: str) -> bool:
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone()
     if exists:
-        conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(name)))
+        # IF EXISTS: a killed cutover's DROP may still finish between the check and this one.
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
     return exists is not None
 
 

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,11 +25,12 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
+from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect
 from rdsmigrate.db.selection import resolve
 from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import UserError
-from rdsmigrate.online import fingerprint, replication, state
+from rdsmigrate.online import fingerprint, state
 from rdsmigrate.online.freeze import is_frozen
 from rdsmigrate.online.settings import DEFAULT_LAG_PROBE_S, StatusOptions
 from rdsmigrate.progress import Reporter, human_bytes
@@ -105,24 +105,15 @@ class OnlineStatus(BaseModel):
 
 def locate(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], state_dir: Path,
            target: Endpoint) -> tuple[state.OnlineState, bool]:
-    """The migration's record: the state file, else the copy kept as the subscription's comment.
-    Returns it and whether it came from the file."""
-    record = state.load(state_dir, target)
+    """The migration's record, read from the target itself (:mod:`.state`), so any machine
+    with an empty state directory sees it. Returns it and whether it was found (always True:
+    kept for the report's ``recorded`` field)."""
+    record = state.latest(tgt)
     if record is not None:
         return record, True
-    rows = tgt.execute(
-        "SELECT s.subname, shobj_description(s.oid, 'pg_subscription') FROM pg_subscription s "
-        "WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND s.subname LIKE %s ORDER BY 1", [replication.NAME_LIKE]).fetchall()
-    for name, comment in rows:
-        try:
-            return state.OnlineState.model_validate(json.loads(comment or "")), False
-        except ValueError:
-            return state.OnlineState(source="?", target="?", source_dbname="?", name=name,
-                                     phase="streaming"), False
-    raise UserError(f"no online migration to {target.describe()} is recorded "
-                    f"({state.location(state_dir, target)} is missing and the target has no "
-                    "rdsmigrate subscription): start one with `rdsmigrate sync`")
+    raise UserError(f"no online migration to {target.describe()} is recorded on it (no "
+                    f"{catalog.TOOL_SCHEMA}.migration row, no rdsmigrate subscription): start one "
+                    "with `rdsmigrate sync`")
 
 
 def probe_lag(src: psycopg.Connection[Any], slot: str,

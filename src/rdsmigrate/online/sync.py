@@ -4,20 +4,31 @@ Order of work, and why:
 1. preflight with the online prerequisites (:mod:`rdsmigrate.prerequisites`), so nothing is
    created when something blocks;
 2. ``REPLICA IDENTITY FULL`` on tables without a key, only with the user's consent;
-3. the publication, *before* the slot: pgoutput decodes each change with the catalog as of that
+3. the record on the target (:mod:`.state`), naming the objects before any exists;
+4. the publication, *before* the slot: pgoutput decodes each change with the catalog as of that
    change, so a publication younger than the slot's start would not see the first changes;
-4. the schema fingerprint, before the snapshot (see :mod:`.fingerprint`), and the state record;
-5. the copy, whose snapshot is exported by a new persistent slot (``keep_slot``);
+5. the copy, whose snapshot is exported by a new persistent slot (``keep_slot``); recorded
+   ``copied`` once it finished;
 6. the subscription on the target, attached to that slot with ``copy_data = false``: the slot
    starts exactly at the copy's snapshot, so no change is lost or applied twice;
 7. returns once the apply worker runs on the target and its walsender holds the slot.
 
-If anything fails after step 3, the replication objects are removed again (a forgotten slot holds
-WAL on the source until its disk fills); the target keeps whatever the copy wrote.
+A rerun of the same ``sync`` continues an interrupted one, from the record on the target (so from
+any machine, with an empty ``--state-dir``): before the copy finished it starts the copy again
+(the exported snapshot died with the interrupted command, and rows from two snapshots would not
+match one slot), replacing what the interrupted copy wrote; after, it keeps the copy and the slot
+and only creates the subscription and waits for streaming. A rerun once streaming says so and
+changes nothing.
+
+On a failure or a signal (SIGINT, SIGTERM, SIGHUP): before the copy finished, the slot and the
+publication are removed (a slot holds WAL on the source until its disk fills) and the record
+stays for the rerun; after, the slot is kept, recorded, for the rerun to use. The messages say
+which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +41,17 @@ from rdsmigrate import copy, preflight, prerequisites
 from rdsmigrate.copy.report import CopyReport
 from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
-from rdsmigrate.db.connect import Endpoint, connect
+from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import UserError
 from rdsmigrate.online import fingerprint, replication, state
-from rdsmigrate.online.freeze import writable
+from rdsmigrate.online.freeze import is_frozen, writable
 from rdsmigrate.online.settings import SyncOptions
 from rdsmigrate.progress import Reporter
+from rdsmigrate.settings import Selection
+from rdsmigrate.testhook import pause
+
+PUBLICATION, COPIED, SUBSCRIPTION, STREAMING = "publication", "copied", "subscription", "streaming"
 
 
 class SyncReport(BaseModel):
@@ -48,19 +63,26 @@ class SyncReport(BaseModel):
     consistent_lsn: str | None
     tables: int
     replica_identity_full: list[str]
-    copy_report: CopyReport
+    copy_report: CopyReport | None
+    """None when this run found the copy already done (a rerun)."""
+    continued: list[str] = []
+    """The steps an earlier, interrupted run had done, which this one kept."""
     seconds: float
     state_path: Path
 
     def render(self, reporter: Reporter) -> None:
-        self.copy_report.render(reporter)
+        if self.copy_report is not None:
+            self.copy_report.render(reporter)
         out = reporter.console
         for line in (
+            *([f"continued an interrupted sync (done before: {', '.join(self.continued)})"]
+              if self.continued else []),
             f"streaming: subscription {self.name} on the target applies the source's changes "
             f"from {self.consistent_lsn} (the copy's snapshot); {self.tables} tables replicated "
             f"({self.publication_scope})",
             *(f"replica identity FULL set on {t}" for t in self.replica_identity_full),
-            f"sync ready in {self.seconds:.1f} s; state: {self.state_path}",
+            f"sync ready in {self.seconds:.1f} s; recorded on the target in "
+            f"{catalog.TOOL_SCHEMA}.migration (cache: {self.state_path})",
             "next: `rdsmigrate status` to watch the lag, `rdsmigrate cutover` to switch, "
             "`rdsmigrate abort` to remove the replication objects",
         ):
@@ -69,23 +91,95 @@ class SyncReport(BaseModel):
 
 def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Reporter) -> SyncReport:
     started = time.monotonic()
-    copy_options = options.copy_options
-    selection = copy_options.selection
-    path = state.location(options.state_dir, target)
-    previous = state.load(options.state_dir, target)
-    if previous is not None and previous.phase not in ("cut-over", "aborted"):
-        raise UserError(f"an online migration to {target.describe()} is already recorded in {path} "
-                        f"({previous.phase}, subscription {previous.name}): watch it with "
-                        "`rdsmigrate status`, or remove it with `rdsmigrate abort` first")
+    selection = options.copy_options.selection
+    cache = state.location(options.state_dir, target)
+    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+        writable(src)
+        record = _unfinished(tgt, target, selection)
+        if record is not None and record.phase == "streaming" and _subscribed(tgt, record.name):
+            reporter.info(f"sync: {record.name} is already streaming (recorded on the target): "
+                          "nothing to do")
+            return _report(source, target, record, None, [], started, cache)
+        if is_frozen(src):
+            reporter.warn(f"the source database {source.dbname} is frozen (new sessions "
+                          "read-only): its applications cannot write; the target does not "
+                          "inherit the freeze")
+    continued = list(record.steps) if record is not None else []
+    if record is None:
+        record = _start(source, target, options, reporter, cache)
+    else:
+        reporter.info(f"sync: continuing {record.name} from the record on the target (done: "
+                      f"{', '.join(continued) or 'nothing yet'})")
+        _prepare_rerun(source, target, record, options, reporter, cache)
 
+    report: CopyReport | None = None
+    try:
+        if not record.done(COPIED):
+            copy_options = options.copy_options.model_copy(update={
+                "keep_slot": record.name,
+                # A rerun replaces what the interrupted copy wrote.
+                "replace": options.copy_options.replace or bool(continued)})
+            report = copy.run(source, target, copy_options, reporter)
+            record.consistent_lsn = report.consistent_lsn
+            record.copy_report = report.model_dump(mode="json")
+            record.mark(COPIED)
+            _save(target, record, cache)
+        pause("sync:copied")
+        with reporter.phase("replication (subscription on the target)"), \
+                connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+            if not _subscribed(tgt, record.name):
+                replication.create_subscription(tgt, record.name, source)
+            record.mark(SUBSCRIPTION)
+            state.save(tgt, record, cache)
+            pause("sync:subscription")
+            replication.wait_streaming(src, tgt, record.name, options.streaming_timeout_s)
+    except BaseException as exc:
+        _after_failure(source, target, record, cache, reporter, interrupted=isinstance(
+            exc, KeyboardInterrupt))
+        raise
+    record.phase = "streaming"
+    record.mark(STREAMING)
+    _save(target, record, cache)
+    return _report(source, target, record, report, continued, started, cache)
+
+
+def _unfinished(tgt: psycopg.Connection[Any], target: Endpoint,
+                selection: Selection) -> state.OnlineState | None:
+    """The migration this sync continues, or None to start one; refuses what a sync must not
+    touch (a cutover under way, another selection)."""
+    record = state.latest(tgt)
+    if record is None or record.phase in ("cut-over", "aborted"):
+        return None
+    if record.phase in ("cutting-over", "detached"):
+        raise UserError(
+            f"a cutover of {record.name} to {target.describe()} is recorded ({record.phase}): run "
+            "`rdsmigrate cutover` again to finish it, or `rdsmigrate abort` to stop it")
+    if (tuple(record.schemas), tuple(record.exclude_tables)) != (
+            tuple(selection.schemas), tuple(selection.exclude_tables)):
+        raise UserError(
+            f"the online migration {record.name} recorded on {target.describe()} selects "
+            f"--schema {record.schemas or 'all'} --exclude-table {record.exclude_tables or 'none'}"
+            ": rerun sync with that selection to continue it, or `rdsmigrate abort` first")
+    return record
+
+
+def _subscribed(tgt: psycopg.Connection[Any], name: str) -> bool:
+    return tgt.execute(
+        "SELECT 1 FROM pg_subscription WHERE subname = %s AND subdbid = (SELECT oid FROM "
+        "pg_database WHERE datname = current_database())", [name]).fetchone() is not None
+
+
+def _start(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Reporter,
+           cache: Path) -> state.OnlineState:
+    """Checks, consent, the record, then the publication: everything before the copy."""
+    selection = options.copy_options.selection
     name = new_slot_name()
     # With keep_slot, preflight knows replication follows and requires a logical slot.
-    copy_options = copy_options.model_copy(update={"keep_slot": name})
     with reporter.phase("preflight"):
         preflight.require_ready(preflight.run(
-            source, target, copy_options, replica_identity_full=options.replica_identity_full))
-
-    with connect(source, autocommit=True) as src:
+            source, target, options.copy_options.model_copy(update={"keep_slot": name}),
+            replica_identity_full=options.replica_identity_full))
+    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         writable(src)
         selected = resolve(src, selection)
         tables = list(selected.tables)
@@ -93,39 +187,71 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
                                                reporter)
         everything = not (selection.schemas or selection.exclude_tables)
         all_tables = everything and prerequisites.source_role(src).superuser
-        replication.create_publication(src, name, None if all_tables else tables)
         record = state.OnlineState(
             source=source.describe(), target=target.describe(), source_dbname=source.dbname,
             name=name, schemas=list(selection.schemas),
             exclude_tables=list(selection.exclude_tables), tables=[t.qualified for t in tables],
             fingerprint=fingerprint.take(src, selected),
-            replica_identity_full=made_full, roles=copy_options.roles,
+            replica_identity_full=made_full, roles=options.copy_options.roles,
+            publication_scope="FOR ALL TABLES" if all_tables else "FOR TABLE list",
         )
-        record.save(path)
+        # Recorded before the first object exists: whatever a crash leaves has a name on record.
+        state.ensure_table(tgt)
+        state.save(tgt, record, cache)
+        pause("sync:recorded")
+        replication.create_publication(src, name, None if all_tables else tables)
+        record.mark(PUBLICATION)
+        state.save(tgt, record, cache)
+    return record
 
-    try:
-        report = copy.run(source, target, copy_options, reporter)
-        record.consistent_lsn = report.consistent_lsn
-        record.save(path)
-        with reporter.phase("replication (subscription on the target)"), \
-                connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
-            replication.create_subscription(tgt, name, source)
-            # The record again, on the target, for status/cutover/abort run from another machine.
-            tgt.execute(sql.SQL("COMMENT ON SUBSCRIPTION {} IS {}").format(
-                sql.Identifier(name), sql.Literal(record.model_dump_json())))
-            replication.wait_streaming(src, tgt, name, options.streaming_timeout_s)
-    except BaseException:
-        _remove(source, target, name, reporter)
-        record.phase = "aborted"
-        record.save(path)
-        raise
-    record.phase = "streaming"
-    record.save(path)
+
+def _prepare_rerun(source: Endpoint, target: Endpoint, record: state.OnlineState,
+                   options: SyncOptions, reporter: Reporter, cache: Path) -> None:
+    """Bring the servers back to a step the rerun can continue from."""
+    with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+        writable(src)
+        slot = src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                           [record.name]).fetchone()
+        if record.done(COPIED) and slot is None:
+            reporter.warn(f"the slot {record.name} is gone from the source, so the changes since "
+                          "the copy are too: copying again")
+            record.steps = [s for s in record.steps if s == PUBLICATION]
+        if not record.done(COPIED):
+            # The copy starts again from a new snapshot: the old slot's start matches nothing.
+            replication.drop_subscription(tgt, record.name)
+            replication.drop_slot(src, record.name)
+            record.steps = [s for s in record.steps if s == PUBLICATION]
+        if src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                       [record.name]).fetchone() is None:
+            if record.done(COPIED):
+                raise UserError(
+                    f"the publication {record.name} is gone from the source although the copy "
+                    "finished: `rdsmigrate abort`, then `rdsmigrate sync --replace` to start over")
+            all_tables = record.publication_scope == "FOR ALL TABLES"
+            selection = options.copy_options.selection
+            selected = resolve(src, selection)
+            tables = list(selected.tables)
+            replication.create_publication(src, record.name, None if all_tables else tables)
+            record.tables = [t.qualified for t in tables]
+            record.fingerprint = fingerprint.take(src, selected)
+        record.mark(PUBLICATION)
+        state.save(tgt, record, cache)
+
+
+def _save(target: Endpoint, record: state.OnlineState, cache: Path) -> None:
+    with connect(target, autocommit=True) as tgt:
+        state.save(tgt, record, cache)
+
+
+def _report(source: Endpoint, target: Endpoint, record: state.OnlineState,
+            copied: CopyReport | None, continued: list[str], started: float,
+            cache: Path) -> SyncReport:
     return SyncReport(
-        source=source.describe(), target=target.describe(), name=name,
-        publication_scope="FOR ALL TABLES" if all_tables else "FOR TABLE list",
-        consistent_lsn=report.consistent_lsn, tables=len(tables), replica_identity_full=made_full,
-        copy_report=report, seconds=round(time.monotonic() - started, 3), state_path=path,
+        source=source.describe(), target=target.describe(), name=record.name,
+        publication_scope=record.publication_scope, consistent_lsn=record.consistent_lsn,
+        tables=len(record.tables), replica_identity_full=record.replica_identity_full,
+        copy_report=copied, continued=continued, seconds=round(time.monotonic() - started, 3),
+        state_path=cache,
     )
 
 
@@ -140,17 +266,31 @@ def _set_replica_identity_full(conn: psycopg.Connection[Any], tables: list[catal
     return [t.qualified for t in tables]
 
 
-def _remove(source: Endpoint, target: Endpoint, name: str, reporter: Reporter) -> None:
-    """Best effort after a failed sync: the replication objects must not outlive it."""
+def _after_failure(source: Endpoint, target: Endpoint, record: state.OnlineState, cache: Path,
+                   reporter: Reporter, *, interrupted: bool) -> None:
+    """The same cleanup for a failure and a signal (see the module docstring); best effort."""
+    name = record.name
+    what = "sync interrupted" if interrupted else "sync failed"
     try:
         with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
             writable(src)
-            replication.drop_subscription(tgt, name)
-            replication.drop_publication(tgt, name)
-            replication.drop_slot(src, name)
-            replication.drop_publication(src, name)
-        reporter.warn(f"sync failed: slot, publication and subscription {name} were removed; the "
-                      "target keeps what was copied (rerun sync with --replace to start over)")
-    except (psycopg.Error, UserError) as exc:
-        reporter.warn(f"sync failed and removing {name} failed too ({source.redact(str(exc))}): "
-                      "run `rdsmigrate abort`")
+            if record.done(COPIED):
+                message = (
+                    f"{what} after the copy finished: the copy and the slot {name} are kept "
+                    "(recorded on the target; the slot holds WAL on the source until then): rerun "
+                    "the same `rdsmigrate sync` to continue, or `rdsmigrate abort` to remove them")
+            else:
+                replication.drop_subscription(tgt, name)
+                replication.drop_slot(src, name)
+                replication.drop_publication(src, name)
+                record.steps = []
+                state.save(tgt, record, cache)
+                message = (
+                    f"{what} before the copy finished: the slot and publication {name} were "
+                    "removed (nothing holds WAL on the source); rerun the same `rdsmigrate sync` "
+                    "to copy again (it replaces what this run copied), or `rdsmigrate abort`")
+    except (psycopg.Error, UserError, OSError) as exc:
+        message = (f"{what} and its cleanup failed too ({redact_secrets(str(exc))}): rerun "
+                   f"`rdsmigrate sync` to continue, or `rdsmigrate abort` to remove {name}")
+    with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+        reporter.warn(message)
