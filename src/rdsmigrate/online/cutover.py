@@ -162,7 +162,6 @@ def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[
             # Recorded before the freeze: a crash while frozen leaves the rerun and `abort` a trace.
             state.save(tgt, record, cache)
         record.progress["continued"] = continuing or bool(record.progress.get("continued"))
-        pause("cutover:freeze")
         _switch(source, target, src, tgt, record, options, reporter, cache)
     except BaseException as exc:
         if not record.frozen:
@@ -286,6 +285,7 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
         state.save(tgt, record, cache)
 
     frozen = freeze.freeze(src, record.source_dbname)
+    pause("cutover:freeze")
     # The insert position, not pg_current_wal_lsn() (the write position): a commit made with
     # synchronous_commit = off may still sit in the WAL buffers, behind the write position.
     row = src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()

@@ -75,11 +75,14 @@ class Frozen:
     """Client sessions ended because they began before the freeze."""
 
 
+# A role without pg_read_all_stats sees NULL in backend_start, backend_type and
+# application_name of other roles' sessions (a superuser's included): such a session cannot be
+# shown to have started after the freeze, so it counts as old.
 _OLD_SESSIONS_SQL = """
 SELECT a.pid, a.usename, coalesce(r.rolsuper, false) FROM pg_stat_activity a
   LEFT JOIN pg_roles r ON r.oid = a.usesysid
- WHERE datname = current_database() AND backend_type = 'client backend'
-   AND pid <> pg_backend_pid() AND backend_start <= %s
+ WHERE datname = current_database() AND coalesce(backend_type, 'client backend') = 'client backend'
+   AND pid <> pg_backend_pid() AND (backend_start <= %s OR backend_start IS NULL)
    AND coalesce(application_name, '') <> %s
 """
 
@@ -94,8 +97,14 @@ def freeze(conn: psycopg.Connection[Any], dbname: str, timeout_s: float = 10.0) 
     at: datetime = row[0]
     terminated: set[int] = set()
     deadline = time.monotonic() + timeout_s
+    first: set[int] | None = None
     while True:
         sessions = conn.execute(_OLD_SESSIONS_SQL, [at, APPLICATION_NAME]).fetchall()
+        # Every session older than the freeze existed at the first look; one seen only later
+        # began after it (read-only), even where its start time is hidden from us.
+        if first is None:
+            first = {r[0] for r in sessions}
+        sessions = [r for r in sessions if r[0] in first]
         old = [r[0] for r in sessions]
         if not old:
             _refuse_prepared(conn, dbname)
