@@ -105,6 +105,7 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
                           "read-only): its applications cannot write; the target does not "
                           "inherit the freeze")
     continued = list(record.steps) if record is not None else []
+    rerun = record is not None
     if record is None:
         record = _start(source, target, options, reporter, cache)
     else:
@@ -118,7 +119,7 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
             copy_options = options.copy_options.model_copy(update={
                 "keep_slot": record.name,
                 # A rerun replaces what the interrupted copy wrote.
-                "replace": options.copy_options.replace or bool(continued)})
+                "replace": options.copy_options.replace or rerun})
             report = copy.run(source, target, copy_options, reporter)
             record.consistent_lsn = report.consistent_lsn
             record.copy_report = report.model_dump(mode="json")
