@@ -389,7 +389,7 @@ def test_failed_cutover_unfreezes_the_source_and_replication_catches_up_then_abo
     _nothing_left(pg_source, source_db, pg_target, target_db)
     # unfreeze lifts it: the target was never detached (the record says aborted).
     lifted = _cli("unfreeze", "--source", pg_source.url(source_db), "--target",
-                  pg_target.url(target_db), "--json")
+                  online_target_url(pg_target, target_db), "--json")
     assert lifted.exit_code == 0, lifted.output
     assert json.loads(lifted.stdout)["result"]["unfrozen"]
     with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from rdsmigrate.db.catalog import TOOL_SCHEMA
 from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.errors import UserError
 
 Phase = Literal["syncing", "streaming", "cutting-over", "detached", "cut-over", "aborted"]
 """``detached``: the cutover dropped the subscription (the target is on its own and may take the
@@ -134,9 +135,17 @@ def latest(conn: psycopg.Connection[Any], *, include_aborted: bool = False) -> O
     lives in ``pg_description``, although ``pg_subscription`` is a shared catalog)."""
     exists = conn.execute("SELECT to_regclass(%s)", [f"{TOOL_SCHEMA}.migration"]).fetchone()
     if exists and exists[0] is not None:
-        rows = conn.execute(sql.SQL(
-            "SELECT record::text FROM {} ORDER BY (record->>'created_at')::float8 DESC, "
-            "updated_at DESC").format(TABLE)).fetchall()
+        try:
+            rows = conn.execute(sql.SQL(
+                "SELECT record::text FROM {} ORDER BY (record->>'created_at')::float8 DESC, "
+                "updated_at DESC").format(TABLE)).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            user = conn.info.user
+            raise UserError(
+                f"the migration record {TOOL_SCHEMA}.migration on the target is not readable by "
+                f"{user}: connect as the user that ran sync, or GRANT USAGE ON SCHEMA "
+                f"{TOOL_SCHEMA}, SELECT, INSERT, UPDATE ON {TOOL_SCHEMA}.migration TO {user}"
+            ) from None
         for (text,) in rows:
             record = OnlineState.model_validate_json(text)
             if include_aborted or record.phase != "aborted":
