@@ -281,7 +281,7 @@ class Migration:
         """Rerun cutover to the end; then every check of a finished migration."""
         done = self.run("cutover", "--json")
         assert done.returncode == 0, done.stdout + done.stderr
-        report = json.loads(done.stdout)
+        report = json.loads(done.stdout)["result"]
         assert report["source_frozen"] and self.frozen()
         time.sleep(0.2)  # the writer only meets refusals now: its last commit is in
         assert_same(self.source.dsn(self.source_db), self.tdsn())
@@ -345,7 +345,7 @@ def test_cutover_killed_at_every_step_is_finished_by_a_rerun(migration: Migratio
                 # says how to reopen the source on purpose. From an empty state directory.
                 aborted = m.run("abort", "--json", state_dir=m.tmp / "empty-abort")
                 assert aborted.returncode == 0, aborted.stderr
-                result = json.loads(aborted.stdout)
+                result = json.loads(aborted.stdout)["result"]
                 assert result["detached"] and not result["unfrozen"] and m.frozen()
                 assert "RESET default_transaction_read_only" in result["reopen_command"]
                 assert m.objects()["slots"] == []
@@ -356,7 +356,7 @@ def test_cutover_killed_at_every_step_is_finished_by_a_rerun(migration: Migratio
     # A rerun shows the stored report again; the frozen source is reopened only on purpose.
     again = m.run("cutover", "--json", state_dir=m.tmp / "empty-again")
     assert again.returncode == 0, again.stderr
-    shown = json.loads(again.stdout)
+    shown = json.loads(again.stdout)["result"]
     assert shown["shown_again"] and shown["final_lsn"] == report["final_lsn"]
     refused = m.run("unfreeze")
     assert refused.returncode == 2 and "detached" in refused.stderr, refused.stderr
@@ -454,7 +454,7 @@ def test_every_step_from_an_empty_state_dir_under_load(migration: Migration) -> 
         time.sleep(1)
         shown = m.run("status", "--json", state_dir=m.tmp / "empty-status")
         assert shown.returncode == 0, shown.stderr
-        status = json.loads(shown.stdout)
+        status = json.loads(shown.stdout)["result"]
         assert status["worker_running"] and status["slot_active"] and status["drift"] == []
         assert status["phase"] == "streaming"
         cut = m.run("cutover", "--json", state_dir=m.tmp / "empty-cutover")
@@ -463,7 +463,7 @@ def test_every_step_from_an_empty_state_dir_under_load(migration: Migration) -> 
         assert_same(m.source.dsn(m.source_db), m.tdsn())
         aborted = m.run("abort", "--json", state_dir=m.tmp / "empty-abort")
         assert aborted.returncode == 0, aborted.stderr
-        result = json.loads(aborted.stdout)
+        result = json.loads(aborted.stdout)["result"]
         assert result["detached"] and not result["unfrozen"] and m.frozen()
         assert m.objects() == {"slots": [], "publications": [], "subscriptions": []}
         m.no_session_left()
@@ -520,6 +520,6 @@ def test_freeze_names_superuser_sessions_and_the_printed_unfreeze_works_anywhere
     assert blind.returncode == 2 and "--target" in blind.stderr
     checked = m.run("unfreeze", "--json")
     assert checked.returncode == 0, checked.stderr
-    assert json.loads(checked.stdout)["unfrozen"] and not m.frozen()
+    assert json.loads(checked.stdout)["result"]["unfrozen"] and not m.frozen()
     aborted = m.run("abort")
     assert aborted.returncode == 0, aborted.stderr

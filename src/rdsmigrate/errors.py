@@ -43,6 +43,7 @@ class DifferencesFound(RdsMigrateError):
 
 
 class Interrupted(RdsMigrateError):
-    """The user stopped the command (Ctrl-C or SIGTERM); the message says what state remains."""
+    """The user stopped the command (Ctrl-C, SIGTERM or SIGHUP); the message says what state
+    remains. The CLI exits 128 + the signal (``rdsmigrate.interrupts``), 130 for Ctrl-C."""
 
     exit_code = EXIT_INTERRUPTED
