@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from rdsmigrate import preflight
 from rdsmigrate.cli import app
 from rdsmigrate.db import connect as connect_module
 from rdsmigrate.db.connect import Endpoint, connect
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster, find_bindir, free_port
+from rdsmigrate.settings import CopyOptions
 from tests.conftest import admin, create_database, drop_database
 from tests.test_preflight import PG15_BINDIR, _extension_missing_on, fingerprint, login_role
 
@@ -188,6 +190,7 @@ local all all scram-sha-256
 host all rejected 127.0.0.1/32 reject
 hostssl all tlsonly 127.0.0.1/32 scram-sha-256
 host all postgres,norepl 127.0.0.1/32 scram-sha-256
+host all trusting 127.0.0.1/32 trust
 host replication postgres 127.0.0.1/32 scram-sha-256
 """
 
@@ -195,12 +198,13 @@ host replication postgres 127.0.0.1/32 scram-sha-256
 @pytest.fixture(scope="module")
 def hba_cluster() -> Iterator[LocalCluster]:
     """A server whose pg_hba.conf rejects one user, lets another in only over TLS (which this
-    server, without a certificate, cannot offer), knows no line for a third, and admits a
-    user without REPLICATION."""
+    server, without a certificate, cannot offer), knows no line for a third, admits a user
+    without REPLICATION, and trusts one without asking its password."""
     with LocalCluster(bindir=find_bindir(15), name="hba") as cluster:
         with admin(cluster) as conn:
-            for role in ("rejected", "tlsonly", "nobody", "norepl"):
+            for role in ("rejected", "tlsonly", "nobody", "norepl", "trusting"):
                 conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+            conn.execute("ALTER ROLE trusting REPLICATION")
             (cluster.datadir / "pg_hba.conf").write_text(_HBA)
             conn.execute("SELECT pg_reload_conf()")
         yield cluster
@@ -288,3 +292,20 @@ def test_pg18_names_a_walsender_refusal_too(pg18_target: LocalCluster) -> None:
     finally:
         with admin(pg18_target) as conn:
             conn.execute("DROP ROLE norepl18")
+
+
+def test_sync_refuses_a_source_that_never_asks_the_subscription_for_its_password(
+    hba_cluster: LocalCluster, pg18_target: LocalCluster,
+) -> None:
+    """PostgreSQL 16+ refuses a non-superuser's subscription whose connection used no password,
+    even one given: preflight tells it from the session libpq opened (PQconnectionUsedPassword)."""
+    target = create_database(pg18_target, "trust18")
+    try:
+        report = preflight.run(Endpoint.parse("source", _as(hba_cluster, "trusting")),
+                               Endpoint.parse("target", pg18_target.dsn(target)),
+                               CopyOptions(keep_slot="rdsmigrate_x"))
+        assert [f.code for f in report.blockers] == ["subscription-password"]
+        assert "does not ask trusting for a password" in report.blockers[0].problem
+        assert "scram-sha-256, not trust" in str(report.blockers[0].fix)
+    finally:
+        drop_database(pg18_target, target)
