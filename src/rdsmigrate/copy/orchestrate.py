@@ -115,7 +115,7 @@ class _CopyJob:
         self.indexes: IndexBuilder | None = None
         self.resolved = selection.EVERYTHING
         # sync has no --resume: its copy is redone from the start.
-        self.hint = ("run `rdsmigrate abort`, then sync again" if options.keep_slot
+        self.hint = ("rerun sync with --replace" if options.keep_slot
                      else "rerun the same command with --resume")
         if options.resume:
             self.run_number += 1
@@ -265,8 +265,8 @@ class _CopyJob:
             index, kind, message = pool.errors[0]
             where = f" in {units[index].name}" if index >= 0 else ""
             text = (f"copying rows failed{where}: {self.target.redact(message)}. "
-                    f"{len(self.state.finished_tables())} tables are complete; fix the cause and "
-                    "rerun with --resume")
+                    f"{len(self.state.finished_tables())} tables are complete; fix the cause, then "
+                    f"{self.hint}")
             if kind == "user":
                 raise UserError(text)
             raise RuntimeError(text)
