@@ -18,7 +18,7 @@ from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
-from tests.conftest import create_database, drop_database
+from tests.conftest import admin, create_database, drop_database
 from tests.dbcheck import assert_same
 
 pytestmark = pytest.mark.pg
@@ -191,3 +191,34 @@ def test_replace_refuses_to_drop_what_a_target_only_object_needs(
         _copy(pg_source, source_db, pg_target, target_db, tmp_path / "state", replace=True)
     with psycopg.connect(pg_target.dsn(target_db)) as conn:
         assert conn.execute("SELECT id FROM t").fetchall() == [(5,)]
+
+
+def test_resume_rebuilds_a_partitioned_key_a_lost_race_left_invalid(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path,
+) -> None:
+    """What the race leaves: every partition's key attached and valid, the top one invalid for
+    good (set here in the catalog, as superuser, since the race itself cannot be forced). The
+    resumed pass drops it (the archive defines it) and builds it again."""
+    tree = ("CREATE TABLE p (a int PRIMARY KEY) PARTITION BY LIST (a);"
+            "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1, 2) PARTITION BY LIST (a);"
+            "CREATE TABLE p11 PARTITION OF p1 FOR VALUES IN (1);"
+            "CREATE TABLE p12 PARTITION OF p1 FOR VALUES IN (2);"
+            "INSERT INTO p VALUES (1), (2)")
+    _fill(pg_source, source_db, tree)
+    _fill(pg_target, target_db, tree)
+    with admin(pg_target, target_db) as conn:  # a catalog update needs the superuser
+        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'p_pkey'::regclass")
+    target = Endpoint.parse("target", pg_target.url(target_db))
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as src, \
+            psycopg.connect(pg_target.dsn(target_db), autocommit=True) as tgt:
+        archive = schema.dump(client_tools(15), Endpoint.parse("source", pg_source.url(source_db)),
+                              None, selection.EVERYTHING, tmp_path / "schema.dump")
+        post = schema.split_post_data(archive, src, roles=False)
+        with pytest.raises(UserError, match=r"index public\.p_pkey"):
+            postdata.check_valid(src, tgt, target, "rerun")
+        postdata.repair(tgt, post)
+        postdata.run(target, post.entries, jobs=2, resume=True, hint="rerun")
+        postdata.check_valid(src, tgt, target, "rerun")
+    assert _invalid(pg_target, target_db) == set()
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))

@@ -114,8 +114,8 @@ class _CopyJob:
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
         self.indexes: IndexBuilder | None = None
         self.resolved = selection.EVERYTHING
-        # sync has no --resume: its copy is redone from the start.
-        self.hint = ("rerun sync with --replace" if options.keep_slot
+        # sync has no --resume: a rerun copies again, replacing what this run wrote.
+        self.hint = ("rerun the same `rdsmigrate sync` (it copies again)" if options.keep_slot
                      else "rerun the same command with --resume")
         if options.resume:
             self.run_number += 1
