@@ -14,12 +14,16 @@ from types import TracebackType
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``upstream_port``; :meth:`cut` closes every connection and
-    refuses new ones, :meth:`restore` accepts again on the same port."""
+    refuses new ones, :meth:`restore` accepts again on the same port; :meth:`stall` stops moving
+    bytes either way (a network partition: connections stay open, nothing arrives) until
+    :meth:`resume`."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._listener = self._listen(0)
         self.port: int = self._listener.getsockname()[1]
 
@@ -37,22 +41,28 @@ class TcpProxy:
                 continue
             except OSError:
                 return  # closed by cut()
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._flowing.wait()
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()  # the server is down (restarting): refused, as it would be
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                self._flowing.wait()  # while stalled, the kernel buffers fill and senders block
                 dst.sendall(data)
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
+        self._flowing.set()  # a stalled pump must see its socket closed, not wait forever
         self._listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
@@ -60,6 +70,12 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def restore(self) -> None:
         self._listener = self._listen(self.port)

@@ -109,6 +109,16 @@ class Workload:
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, autocommit=True, application_name="workload")
 
+    def _reconnect(self, deadline: float) -> psycopg.Connection[Any] | None:
+        """A new session, retried while the server is down (a restart in the fault tests);
+        None once stopped or out of time."""
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                return self._connect()
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        return None
+
     def _run(self) -> None:
         rnd = random.Random(self.seed)
         deadline = time.monotonic() + WORKLOAD_MAX_S
@@ -131,7 +141,10 @@ class Workload:
                 except psycopg.OperationalError as exc:
                     self.outcomes.append(Outcome(op, key, "indoubt", str(exc)))
                     conn.close()
-                    conn = self._connect()
+                    reconnected = self._reconnect(deadline)
+                    if reconnected is None:
+                        return
+                    conn = reconnected
                 except psycopg.Error as exc:
                     self.outcomes.append(Outcome(op, key, "error", str(exc)))
                 time.sleep(0.003)
@@ -179,6 +192,35 @@ class Workload:
 
     def count(self, op: str, status: str) -> int:
         return sum(o.op == op and o.status == status for o in self.outcomes)
+
+
+def assert_writes_arrived(work: Workload, target_dsn: str, bodies: dict[int, str]) -> None:
+    """Every write the workload saw committed is on the target, exactly once; those it cannot
+    know about (indoubt) at most once; the TOASTed bodies (``bodies``: id -> md5) intact."""
+    with psycopg.connect(target_dsn, autocommit=True) as tgt:
+        accounts = {r[0] for r in tgt.execute("SELECT id FROM accounts").fetchall()}
+        indoubt = {o.key for o in work.outcomes if o.status == "indoubt"}
+        for o in work.outcomes:
+            if o.status != "committed":
+                continue
+            if o.op == "insert account":
+                deleted_later = any(d.op == "delete account" and d.key == o.key
+                                    and d.status in ("committed", "indoubt") for d in work.outcomes)
+                assert o.key in accounts or deleted_later, f"committed insert {o.key} lost"
+            if o.op == "delete account":
+                assert o.key not in accounts, f"committed delete {o.key} lost"
+        # Every committed doc update arrived exactly once, and the untouched TOASTed bodies intact.
+        revisions = dict(tgt.execute("SELECT id, revision FROM docs").fetchall())
+        for doc in range(1, 21):
+            done = sum(o.op == "update doc" and o.key == doc and o.status == "committed"
+                       for o in work.outcomes)
+            maybe = sum(o.op == "update doc" and o.key == doc and o.key in indoubt
+                        and o.status == "indoubt" for o in work.outcomes)
+            assert done <= revisions[doc] <= done + maybe
+        assert dict(tgt.execute("SELECT id, md5(body) FROM docs").fetchall()) == bodies
+        lo_count = tgt.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+        assert lo_count == (1 + work.count("large object", "committed"),) or work.count(
+            "large object", "indoubt")
 
 
 @pytest.fixture
@@ -271,30 +313,8 @@ def test_online_migration_under_write_load_loses_nothing_and_cuts_over_in_second
     fingerprints = assert_same(pg_source.dsn(source_db), online_target_dsn(pg_target, target_db))
     assert fingerprints["public.accounts"][0] > 2000 - 200
 
+    assert_writes_arrived(work, online_target_dsn(pg_target, target_db), bodies)
     with psycopg.connect(online_target_dsn(pg_target, target_db), autocommit=True) as tgt:
-        accounts = {r[0] for r in tgt.execute("SELECT id FROM accounts").fetchall()}
-        indoubt = {o.key for o in work.outcomes if o.status == "indoubt"}
-        for o in work.outcomes:
-            if o.status != "committed":
-                continue
-            if o.op == "insert account":
-                deleted_later = any(d.op == "delete account" and d.key == o.key
-                                    and d.status in ("committed", "indoubt") for d in work.outcomes)
-                assert o.key in accounts or deleted_later, f"committed insert {o.key} lost"
-            if o.op == "delete account":
-                assert o.key not in accounts, f"committed delete {o.key} lost"
-        # Every committed doc update arrived exactly once, and the untouched TOASTed bodies intact.
-        revisions = dict(tgt.execute("SELECT id, revision FROM docs").fetchall())
-        for doc in range(1, 21):
-            done = sum(o.op == "update doc" and o.key == doc and o.status == "committed"
-                       for o in work.outcomes)
-            maybe = sum(o.op == "update doc" and o.key == doc and o.key in indoubt
-                        and o.status == "indoubt" for o in work.outcomes)
-            assert done <= revisions[doc] <= done + maybe
-        assert dict(tgt.execute("SELECT id, md5(body) FROM docs").fetchall()) == bodies
-        lo_count = tgt.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
-        assert lo_count == (1 + work.count("large object", "committed"),) or work.count(
-            "large object", "indoubt")
         # The target is writable, and its sequences continue where the source's stopped.
         top = tgt.execute("SELECT max(id) FROM accounts").fetchone()
         got = tgt.execute("INSERT INTO accounts (balance) VALUES (1) RETURNING id").fetchone()

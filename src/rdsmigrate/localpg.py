@@ -246,6 +246,15 @@ class LocalCluster:
             time.sleep(0.2)
         raise RuntimeError(f"local PostgreSQL did not start: {last_error}")
 
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server on the same port; ``immediate`` is a crash (no checkpoint, crash
+        recovery at start), what the fault tests do to a server under load."""
+        subprocess.run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "60",
+             "-l", str(self.base / "server.log"), "restart"],
+            check=True, capture_output=True, cwd=self.base, **self._as_user(),  # type: ignore[call-overload]
+        )
+
     def stop(self) -> None:
         if self._started:
             subprocess.run(
