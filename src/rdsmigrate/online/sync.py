@@ -29,6 +29,7 @@ which.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
-from rdsmigrate.errors import UserError
+from rdsmigrate.errors import Interrupted, RdsMigrateError, UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import is_frozen, writable
 from rdsmigrate.online.settings import SyncOptions
@@ -136,12 +137,21 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
             replication.wait_streaming(src, tgt, record.name, options.streaming_timeout_s)
     except BaseException as exc:
         _after_failure(source, target, record, cache, reporter, interrupted=isinstance(
-            exc, KeyboardInterrupt))
+            exc, KeyboardInterrupt | Interrupted))
+        if isinstance(exc, RdsMigrateError) and "--resume" in str(exc):
+            raise _for_sync(exc) from None
         raise
     record.phase = "streaming"
     record.mark(STREAMING)
     _save(target, record, cache)
     return _report(source, target, record, report, continued, started, cache)
+
+
+def _for_sync(exc: RdsMigrateError) -> RdsMigrateError:
+    """The copy's advice (``copy --resume``) is not sync's: a rerun of sync is its resume."""
+    kept = re.sub(r"[^.;]*--resume[^.;]*[.;]?", "", str(exc)).strip(" .;:")
+    return type(exc)(f"{kept}; rerun the same `rdsmigrate sync` to continue (a rerun is sync's "
+                     "resume)")
 
 
 def _unfinished(tgt: psycopg.Connection[Any], target: Endpoint,
