@@ -49,7 +49,8 @@ IMAGE_TAG = "localhost/rdsmigrate-runner:test"
 USER = "10001:10001"
 
 # Each test that needs the image may be the one that builds it: on a fresh machine about
-# 4 min of mmdebstrap and 4 of podman build (timeout).
+# 4 min of mmdebstrap and 4 of podman build (timeout). One xdist worker for them all, so the
+# module's image is built once.
 
 
 def _hadolint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -116,9 +117,10 @@ def _base_image() -> str:
             return BASE_TAG
         tarball = cache / f"base-{SUITE}-{KEY}.tar"
         if not tarball.exists():
-            partial = tarball.with_suffix(".partial")
+            partial = tarball.with_name(tarball.name + ".partial")
             proc = subprocess.run(
-                ["mmdebstrap", *MMDEBSTRAP_ARGS, SUITE, str(partial), MIRROR],
+                # The format explicitly: mmdebstrap otherwise guesses it from the file name.
+                ["mmdebstrap", *MMDEBSTRAP_ARGS, "--format=tar", SUITE, str(partial), MIRROR],
                 capture_output=True, text=True, timeout=1200, check=False)
             if proc.returncode != 0:
                 partial.unlink(missing_ok=True)
@@ -182,6 +184,7 @@ def target18_db(pg18_target: LocalCluster) -> Iterator[str]:
 @pytest.mark.slow
 @pytest.mark.pg
 @pytest.mark.timeout(2400)
+@pytest.mark.xdist_group("container")
 def test_copy_and_verify_run_inside_the_image(
     image: str, pg_source: LocalCluster, source_db: str, pg18_target: LocalCluster,
     target18_db: str,
@@ -206,6 +209,7 @@ def test_copy_and_verify_run_inside_the_image(
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
+@pytest.mark.xdist_group("container")
 def test_the_image_runs_as_a_non_root_user_with_the_wheels_client_programs(image: str) -> None:
     assert _podman("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip() == USER
     shown = _podman("run", "--rm", "--entrypoint", "/bin/sh", image, "-c",
@@ -249,6 +253,7 @@ def _image_files(image: str, archive: Path) -> Iterator[tuple[str, bytes]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
+@pytest.mark.xdist_group("container")
 def test_the_build_secret_ca_is_in_no_layer(image: str, tmp_path: Path) -> None:
     """The proxy's CA (the certificates of $SSL_CERT_FILE that Debian's own bundle in the image
     lacks) appears in no file of any layer, and the secret's mount point is empty."""
