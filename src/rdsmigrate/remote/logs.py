@@ -19,7 +19,6 @@ class LogFollower:
     def __init__(self, clients: Clients, group: str, stream: str) -> None:
         self.clients, self.group, self.stream = clients, group, stream
         self._token: str | None = None
-        self.seen = False
 
     def drain(self, out: TextIO) -> int:
         """Print every event written since the last call; how many."""
@@ -34,7 +33,6 @@ class LogFollower:
                                           f"the task's log {self.group}/{self.stream}", **kwargs)
             except NotFound:
                 return printed
-            self.seen = True
             for event in reply.get("events") or []:
                 # rdsmigrate prints no password; a line from anything else is scrubbed all the
                 # same before it reaches the laptop's terminal.
