@@ -67,6 +67,15 @@ def test_the_dockerfile_has_no_hadolint_finding() -> None:
     assert "DL3013" in _hadolint("-", stdin="FROM debian:12\nRUN pip install boto3\n").stdout
 
 
+def _ca_bundle() -> Path | None:
+    """The CA bundle pip needs in the build: $SSL_CERT_FILE (this machine's proxy CA is in it),
+    else the system's bundle, which holds it as well."""
+    for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
@@ -137,8 +146,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     base = _base_image()
     cmd = ["build", "--network=host", "--build-arg", f"BASE_IMAGE={base}", "--tag", IMAGE_TAG,
            "--file", str(REPO / "Dockerfile")]
-    ca = os.environ.get("SSL_CERT_FILE")
-    if ca and Path(ca).is_file():
+    ca = _ca_bundle()
+    if ca:
         # The proxy in front of PyPI signs with this CA; only a build secret may carry it.
         cmd += ["--secret", f"id=ca,src={ca}"]
     # Run by id: another test run on this machine may retag IMAGE_TAG meanwhile.
@@ -257,9 +266,9 @@ def _image_files(image: str, archive: Path) -> Iterator[tuple[str, bytes]]:
 def test_the_build_secret_ca_is_in_no_layer(image: str, tmp_path: Path) -> None:
     """The proxy's CA (the certificates of $SSL_CERT_FILE that Debian's own bundle in the image
     lacks) appears in no file of any layer, and the secret's mount point is empty."""
-    ca_file = os.environ.get("SSL_CERT_FILE")
-    if not ca_file or not Path(ca_file).is_file():
-        pytest.skip("SSL_CERT_FILE names no file: the build had no CA secret to leak")
+    ca_file = _ca_bundle()
+    if ca_file is None:
+        pytest.skip("no CA bundle on this machine: the build had no CA secret to leak")
     files = dict(_image_files(image, tmp_path / "image.tar"))
     debian = _pem_bodies(files["etc/ssl/certs/ca-certificates.crt"].decode())
     proxy_only = _pem_bodies(Path(ca_file).read_text()) - debian
