@@ -56,33 +56,34 @@ SELECT g.rolname, m.rolname, am.admin_option
  ORDER BY 1, 2
 """
 
+# Objects pg_dump does not dump itself: extension members (CREATE EXTENSION makes them) and
+# objects internal to another (a range type's constructor functions, which the server gives to
+# the bootstrap superuser; an extension's composite type, a member through its row type).
+def _dumped(catalog: str, oid: str, deptypes: str = "'e', 'i'") -> str:
+    return (f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass "
+            f"AND d.objid = {oid} AND d.deptype IN ({deptypes}))")
+
+
 # Owners of what pg_dump recreates in this database, with the object's schema and, for a
-# relation, its name (the selection decides which are copied). Extension members are left out:
-# CREATE EXTENSION makes those; schema public owned by pg_database_owner is not ALTERed.
-_OWNERS_SQL = """
+# relation, its name (the selection decides which are copied). Schema public owned by
+# pg_database_owner is not ALTERed.
+_OWNERS_SQL = f"""
 SELECT DISTINCT pg_get_userbyid(owner), nsp, rel FROM (
     SELECT c.relowner AS owner, n.nspname AS nsp, c.relname AS rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
        AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                          AND d.objid = c.oid AND d.deptype = 'e')
+       AND {_dumped('pg_class', 'c.oid')} AND {_dumped('pg_type', 'c.reltype', "'e'")}
     UNION SELECT n.nspowner, n.nspname, NULL FROM pg_namespace n
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-       AND n.nspowner <> 'pg_database_owner'::regrole
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                          AND d.objid = n.oid AND d.deptype = 'e')
+       AND n.nspowner <> 'pg_database_owner'::regrole AND {_dumped('pg_namespace', 'n.oid')}
     UNION SELECT p.proowner, n.nspname, NULL FROM pg_proc p
       JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                          AND d.objid = p.oid AND d.deptype = 'e')
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND {_dumped('pg_proc', 'p.oid')}
     UNION SELECT t.typowner, n.nspname, NULL FROM pg_type t
       JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'
-       AND t.typtype IN ('d', 'e', 'r', 'm', 'b') AND t.typcategory <> 'A'  -- not arrays
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
-                          AND d.objid = t.oid AND d.deptype = 'e')
+       AND t.typtype IN ('d', 'e', 'r', 'm', 'b') AND {_dumped('pg_type', 't.oid')}
     UNION SELECT m.lomowner, NULL, NULL FROM pg_largeobject_metadata m
     -- copy/objects.py grants a large object's privileges as their grantor (SET LOCAL ROLE).
     UNION SELECT a.grantor, NULL, NULL FROM pg_largeobject_metadata m, aclexplode(m.lomacl) a
