@@ -295,4 +295,8 @@ def test_resume_after_a_post_data_failure_finishes_what_the_failed_run_left(
                                " WHERE pubname = 'app_pub' ORDER BY 1").fetchall()
         comment = conn.execute("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint"
                                " WHERE conname = 'child_pid_fkey'").fetchone()
+        # An entry that alters an object the target has (the table) is not one to skip.
+        secured = conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'child'"
+                               ).fetchone()
     assert members == [("child",), ("parent",)] and comment == ("the key",)
+    assert secured == (True,)

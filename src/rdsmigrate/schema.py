@@ -247,9 +247,13 @@ def exists_on_target(conn: psycopg.Connection[Any], entry: Entry) -> bool:
     """Whether the target already has what ``entry`` creates, found by its catalog identity.
 
     What a resumed copy meets from an interrupted run: each entry ran in its own transaction,
-    so an object that exists is complete. Comments, security labels and grants have no identity
-    of their own and are idempotent, so they are always run again.
+    so an object that exists is complete. Only entries that create their object are skipped:
+    one that alters an existing object (a partition's cloned trigger disabled, row security
+    enabled) carries that object's address too, and comments, security labels and grants are
+    idempotent, so those always run again.
     """
+    if not _CREATES.match(entry.sql):
+        return False
     if entry.desc == "INDEX ATTACH":
         match = _ATTACH.match(entry.sql)
         if match is None:
@@ -269,6 +273,9 @@ def exists_on_target(conn: psycopg.Connection[Any], entry: Entry) -> bool:
     return True
 
 
+# How pg_dump writes an entry that creates its object (constraints: "ALTER TABLE ONLY t\n    ADD").
+_CREATES = re.compile(r"^(?:CREATE |ALTER TABLE (?:ONLY )?[^\n]+\n\s+ADD CONSTRAINT |"
+                      r"ALTER PUBLICATION [^\n]+ ADD |ALTER INDEX [^\n]+ ATTACH PARTITION )")
 _ATTACH = re.compile(r"^ALTER INDEX (.+) ATTACH PARTITION (.+);$", re.DOTALL)
 
 
