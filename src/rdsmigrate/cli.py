@@ -139,12 +139,17 @@ def _say(text: str) -> None:
         typer.echo(text, err=True)
 
 
+def _results() -> Reporter:
+    """Where results are rendered for people: stdout (progress and messages use stderr)."""
+    return Reporter(stream=sys.stdout)
+
+
 def emit(result: Renderable, as_json: bool, reporter: Reporter) -> None:
     """Hand the command's result over: rendered for people on stdout now, or kept for the
     ``--json`` envelope that :func:`handled` prints when the command ends."""
     _run.result = result
     if not as_json:
-        result.render(Reporter(stream=sys.stdout))
+        result.render(_results())
 
 
 SourceOpt = Annotated[
@@ -335,7 +340,8 @@ def sync(
     result = phase.run(src, tgt, options, reporter)
     emit(result, as_json, reporter)
     if follow:
-        status_phase.watch(src, tgt, StatusOptions(state_dir=state_dir), reporter, as_json=as_json)
+        status_phase.watch(src, tgt, StatusOptions(state_dir=state_dir), _results(),
+                           as_json=as_json)
 
 
 @app.command()
@@ -359,7 +365,7 @@ def status(
                             lag_probe_s=lag_timeout)
     reporter = Reporter()
     if watch:
-        phase.watch(src, tgt, options, reporter, as_json=as_json)
+        phase.watch(src, tgt, options, _results(), as_json=as_json)
     emit(phase.run(src, tgt, options), as_json, reporter)
 
 
