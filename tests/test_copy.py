@@ -11,6 +11,7 @@ from psycopg import sql
 from typer.testing import CliRunner, Result
 
 from rdsmigrate import copy
+from rdsmigrate import schema as schema_module
 from rdsmigrate.cli import app
 from rdsmigrate.copy import indexes as indexes_module
 from rdsmigrate.copy import plan as plan_module
@@ -467,3 +468,18 @@ def test_a_database_setting_the_target_refuses_exits_2_before_any_schema_is_writ
     result = _copy_refused_leaving_target_as_it_was(pg_source, source_db, pg_target, target_db,
                                                     tmp_path)
     assert "log_min_duration_statement" in result.output
+
+
+def test_a_schema_too_big_for_the_targets_lock_table_is_restored_in_pieces_and_says_so(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One transaction of 10,000 tables runs out of locks on a default target (measured at
+    table 5,522): the copy must still work, in pieces, and say what that gives up."""
+    monkeypatch.setattr(schema_module, "LOCKS_PER_RELATION", 10**9)
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');"
+                     "CREATE VIEW v AS SELECT * FROM t")
+    report = _run_copy(pg_source, source_db, pg_target, target_db, tmp_path)
+    assert any("several transactions" in note for note in report.notes)
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))

@@ -40,6 +40,12 @@ from rdsmigrate.progress import Reporter, Task
 from rdsmigrate.settings import CopyOptions
 from rdsmigrate.testhook import pause
 
+PIECEWISE_PRE_DATA_NOTE = (
+    "the pre-data schema was restored in several transactions: the target's lock table "
+    "(max_locks_per_transaction x (max_connections + max_prepared_transactions)) cannot hold one "
+    "for every relation; had it failed, the part restored would have stayed (raise "
+    "max_locks_per_transaction on the target for an all-or-nothing restore)"
+)
 DIFFERENT_SNAPSHOTS_NOTE = (
     "tables copied in different runs come from different snapshots of the source: the result is "
     "consistent only if the source was not written to between the runs"
@@ -221,8 +227,10 @@ class _CopyJob:
                 with tgt_admin.transaction():
                     self.settings_applied = schema.copy_database_settings(
                         src_snap, tgt_admin, self.target.dbname)
-                    schema.restore_pre_data(archive, self.target, workdir,
-                                            roles=self.options.roles)
+                    if not schema.restore_pre_data(archive, self.target, workdir,
+                                                   roles=self.options.roles,
+                                                   target_conn=tgt_admin):
+                        self.notes.append(PIECEWISE_PRE_DATA_NOTE)
             except BaseException:
                 self._undo_roles(tgt_admin)
                 raise
