@@ -59,6 +59,10 @@ SELECT n.nspname, c.relname, coalesce(pg_relation_filenode(c.oid), -1)::int8,
 
 FIRST_MAJOR = 15
 """Statistics in shared memory, never dropped: the first major whose markers can be trusted."""
+CONFIRM_WAIT_S = 5.0
+"""How long the baseline waits for the target to confirm the source's position. The cutover has
+already refused a lag above --max-lag, so a healthy target confirms within a second; one that
+does not is stuck (a lock, a conflict), and the freeze then counts every table itself."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ def count(ep: Endpoint, tables: Sequence[catalog.Table], jobs: int) -> dict[str,
 def baseline(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
              tgt: psycopg.Connection[Any], slot: str, tables: Sequence[catalog.Table],
              jobs: int, timeout_s: float) -> Baseline | None:
-    """Step 1 above, before the freeze; None when the markers cannot be trusted here."""
+    """Step 1 above, before the freeze; None when the markers cannot be trusted here or the
+    target does not confirm the source's position within :data:`CONFIRM_WAIT_S`."""
     if not tables or not _trusted(src) or not _trusted(tgt):
         return None
     started = time.monotonic()
@@ -133,7 +138,7 @@ def baseline(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     assert row is not None
     lsn = str(row[0])
     source_counts = count(source, tables, jobs)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + min(timeout_s, CONFIRM_WAIT_S)
     while True:
         row = src.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
                           "WHERE slot_name = %s", [lsn, slot]).fetchone()

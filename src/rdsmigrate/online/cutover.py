@@ -31,7 +31,6 @@ cutover can be tried again. From step 7 on, nothing unfreezes the source as a si
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,10 @@ from pydantic import BaseModel
 
 from rdsmigrate import interrupts
 from rdsmigrate.copy.objects import copy_large_objects, copy_sequences
-from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, Interrupted, RdsMigrateError, UserError
-from rdsmigrate.online import freeze, replication, state
+from rdsmigrate.online import counts, freeze, replication, state
 from rdsmigrate.online.settings import CutoverOptions
 from rdsmigrate.online.status import OnlineStatus, measure
 from rdsmigrate.progress import Reporter, human_bytes
@@ -82,6 +80,9 @@ class CutoverReport(BaseModel):
     verify: str
     tables_checked: int
     rows_checked: int | None
+    tables_recounted_frozen: int | None = None
+    """With ``--verify counts``: tables counted while the source was frozen, the others' counts
+    coming from the baseline taken before the freeze (:mod:`rdsmigrate.online.counts`)."""
     source_frozen: bool
     unfreeze_command: str
     """The SQL that reopens the source, working from any database (the frozen one included)."""
@@ -155,6 +156,11 @@ def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[
                          lag_probe_s=0)
         _refuse_unless_ready(before, options, continuing=continuing)
         assert before.lag_bytes is not None
+        # Counted while the source still takes writes: outside the downtime (online.counts).
+        base = (counts.baseline(source, target, src, tgt, record.name,
+                                resolve(src, _selection(record), strict=False).tables,
+                                options.jobs, options.timeout_s)
+                if options.verify == "counts" else None)
         if not continuing:
             record.phase = "cutting-over"
             record.frozen = True
@@ -162,7 +168,7 @@ def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[
             # Recorded before the freeze: a crash while frozen leaves the rerun and `abort` a trace.
             state.save(tgt, record, cache)
         record.progress["continued"] = continuing or bool(record.progress.get("continued"))
-        _switch(source, target, src, tgt, record, options, reporter, cache)
+        _switch(source, target, src, tgt, record, options, reporter, cache, base)
     except BaseException as exc:
         if not record.frozen:
             raise  # refused before the freeze: nothing to undo
@@ -227,7 +233,9 @@ def _finish(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
         large_objects=int(progress.get("large_objects", 0)),
         verify=str(progress.get("verify", options.verify)),
         tables_checked=int(progress.get("tables_checked", 0)),
-        rows_checked=progress.get("rows_checked"), source_frozen=freeze.is_frozen(src),
+        rows_checked=progress.get("rows_checked"),
+        tables_recounted_frozen=progress.get("tables_recounted_frozen"),
+        source_frozen=freeze.is_frozen(src),
         unfreeze_command=freeze.unfreeze_command(record.source_dbname), notes=notes,
         continued=bool(progress.get("continued")),
     )
@@ -269,7 +277,7 @@ def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions, *,
 
 def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
             tgt: psycopg.Connection[Any], record: state.OnlineState, options: CutoverOptions,
-            reporter: Reporter, cache: Path) -> None:
+            reporter: Reporter, cache: Path, base: counts.Baseline | None) -> None:
     """Steps 2 to 7, each recorded once done; any exception leaves the caller to unfreeze."""
     progress = record.progress
     timings: dict[str, float] = progress.setdefault("steps", {})
@@ -304,9 +312,11 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     _drop_extra_large_objects(src, tgt)
     step("large-objects", "large objects", large_objects=n_lo)
     pause("cutover:verify")
-    tables_checked, rows_checked = _verify(source, target, src, record, options, reporter)
+    tables_checked, rows_checked, recounted = _verify(source, target, src, tgt, record, options,
+                                                      reporter, base)
     step("verified", f"verify ({options.verify})", verify=options.verify,
-         tables_checked=tables_checked, rows_checked=rows_checked)
+         tables_checked=tables_checked, rows_checked=rows_checked,
+         tables_recounted_frozen=recounted)
     pause("cutover:detach")
     if not freeze.is_frozen(src):
         raise UserError("the source was unfrozen while the cutover ran (by hand?): writes made "
@@ -350,11 +360,13 @@ def _drop_extra_large_objects(src: psycopg.Connection[Any], tgt: psycopg.Connect
 
 
 def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
-            record: state.OnlineState, options: CutoverOptions,
-            reporter: Reporter) -> tuple[int, int | None]:
-    """(tables checked, rows counted or None); raises UserError on any difference."""
+            tgt: psycopg.Connection[Any], record: state.OnlineState, options: CutoverOptions,
+            reporter: Reporter, base: counts.Baseline | None
+            ) -> tuple[int, int | None, int | None]:
+    """(tables checked, rows counted or None, tables counted while frozen or None); raises
+    UserError on any difference."""
     if options.verify == "none":
-        return 0, None
+        return 0, None, None
     if options.verify == "full":
         from rdsmigrate import verify
 
@@ -365,31 +377,16 @@ def _verify(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
         if not result.identical:
             raise UserError("verify found differences between source and target: "
                             + "; ".join(f"{d.kind} {d.object}" for d in result.differences[:10]))
-        return len(result.tables), None
-    tables = list(resolve(src, _selection(record), strict=False).tables)
-    # Both sides count at once: the downtime is the slower side's time, not the sum.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        src_counts, tgt_counts = pool.map(lambda ep: _count(ep, tables), (source, target))
-    differing = [f"{t.qualified} (source {s:,}, target {g:,})"
-                 for t, s, g in zip(tables, src_counts, tgt_counts, strict=True) if s != g]
-    if differing:
-        raise UserError("row counts differ after the target caught up: " + ", ".join(differing[:10]))
-    return len(tables), sum(src_counts)
+        return len(result.tables), None, None
+    tables = resolve(src, _selection(record), strict=False).tables
+    checked = counts.check_frozen(source, target, src, tgt, tables, base, options.jobs)
+    return checked.tables, checked.rows, checked.recounted
 
 
 def _selection(record: state.OnlineState) -> Selection:
     """The patterns ``sync`` was given, resolved again on the source by each step that needs
     them (a table created since matches them just as the copy's would have)."""
     return Selection(schemas=tuple(record.schemas), exclude_tables=tuple(record.exclude_tables))
-
-
-def _count(ep: Endpoint, tables: list[catalog.Table]) -> list[int]:
-    with connect(ep, autocommit=True) as conn:
-        counts = []
-        for t in tables:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(t.ident)).fetchone()
-            counts.append(int(row[0]) if row else 0)
-        return counts
 
 
 def _undo_freeze(source: Endpoint, target: Endpoint, record: state.OnlineState, cache: Path,
