@@ -86,7 +86,7 @@ def test_differences_come_with_the_report(
 @pytest.mark.parametrize(("raised", "exit_code", "message", "fix"), [
     (RuntimeError("boom"), 3, "internal error: RuntimeError: boom",
      "this is a bug; rerun with --debug for a traceback"),
-    (KeyboardInterrupt(), 130, "interrupted", None),
+    (KeyboardInterrupt(), 130, "interrupted (SIGINT)", None),
 ])
 def test_an_internal_error_and_an_interrupt(
     monkeypatch: pytest.MonkeyPatch, raised: BaseException, exit_code: int, message: str,
