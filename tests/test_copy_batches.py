@@ -1,13 +1,16 @@
-"""Small tables are loaded several to one target transaction (``copy.stream.batchable``)."""
+"""Copies shaped by what the durable target or the client programs need: small tables loaded
+several to one transaction (``copy.stream.batchable``), a pg_restore newer than the target."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from rdsmigrate import copy
 from rdsmigrate.db.connect import Endpoint
+from rdsmigrate.db.tools import BINDIR_ENV, embedded_bindir
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions
@@ -32,3 +35,23 @@ def test_small_tables_share_target_transactions_and_skip_the_truncate(
         union = " UNION ALL ".join(f"SELECT xmin::text AS x FROM t{i}" for i in range(12))
         row = conn.execute(f"SELECT count(DISTINCT x) FROM ({union}) s").fetchone()
         assert row is not None and row[0] < 12 // 2, row
+
+
+def test_pg_restore_newer_than_17_restores_into_a_target_older_than_17(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner image has only the wheel's 18 client programs, and a 16 to 16 copy finds no
+    client between 16 and 18: pg_restore 18 starts every session with SET transaction_timeout,
+    which a 15 target refused, failing the one-transaction pre-data restore."""
+    bindir = embedded_bindir()
+    assert bindir is not None
+    monkeypatch.setenv(BINDIR_ENV, str(bindir))
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE VIEW v AS SELECT * FROM t;"
+                     "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+    report = copy.run(Endpoint.parse("source", pg_source.url(source_db)),
+                      Endpoint.parse("target", pg_target.url(target_db)),
+                      CopyOptions(jobs=2, state_dir=tmp_path / "state"), Reporter(quiet=True))
+    assert [t.rows for t in report.tables] == [100]
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))

@@ -105,13 +105,24 @@ def restorable_objects(archive: SchemaArchive, *, roles: bool) -> list[tuple[int
     return found
 
 
+# pg_restore 17 and later begins every session with this, and a server before 17 refuses it.
+_TRANSACTION_TIMEOUT = re.compile(r"^SET transaction_timeout = 0;$", re.MULTILINE)
+_ERROR = re.compile(r"(?:error|ERROR):\s*(.*)")
+
+
 def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], workdir: Path,
                   name: str, *, section: str, jobs: int = 1, roles: bool = False,
                   tolerate_existing: bool = False, settings: dict[str, str] | None = None,
-                  atomic: bool = False) -> None:
+                  atomic: bool = False, target_major: int | None = None) -> None:
     """``pg_restore`` of exactly ``lines`` (TOC entries) of ``section`` into the target, with
     ``settings`` for its sessions; ``atomic``: in one transaction, stopping at the first error,
-    so that a failure leaves nothing behind."""
+    so that a failure leaves nothing behind.
+
+    A target older than 17 restored with pg_restore 17 or later (the only client new enough for
+    the source may be newer than the target: 16 to 16 with clients 15 and 18, or the runner
+    image's 18 alone) refuses the ``SET transaction_timeout = 0`` pg_restore starts each session
+    with, and in one transaction that first error fails everything: the script is then written
+    by ``pg_restore --file -`` without that line and run by that installation's ``psql``."""
     if not lines:
         return
     listing = workdir / f"{name}.list"
@@ -119,25 +130,39 @@ def restore_lines(archive: SchemaArchive, target: Endpoint, lines: list[str], wo
     args = [f"--section={section}", "--use-list", str(listing)]
     if not roles:
         args += ["--no-owner", "--no-privileges"]
-    if jobs > 1:
-        args += ["--jobs", str(jobs)]
-    if atomic:
-        args.append("--single-transaction")
-    args.append(str(archive.path))
     env = target.client_env()
     if settings:
         env["PGOPTIONS"] = " ".join([env.get("PGOPTIONS", ""),
                                      *(f"-c {k}={v}" for k, v in settings.items())]).strip()
-    proc = subprocess.run(
-        [archive.tools.path("pg_restore"), "--dbname", target.without_password(), *args],
-        env=env, capture_output=True, text=True, check=False,
-    )
-    errors = [line for line in proc.stderr.splitlines()
-              if "error:" in line and "errors ignored on restore" not in line]
+    if target_major is not None and target_major < 17 <= archive.tools.major:
+        script = subprocess.run(
+            [archive.tools.path("pg_restore"), "--file", "-", *args, str(archive.path)],
+            capture_output=True, text=True, check=True).stdout
+        proc = subprocess.run(
+            [archive.tools.path("psql"), "-X", "-q", "--no-psqlrc", "--set", "VERBOSITY=terse",
+             *(["--set", "ON_ERROR_STOP=1", "--single-transaction"] if atomic else []),
+             "--dbname", target.without_password()],
+            input=_TRANSACTION_TIMEOUT.sub("", script), env=env, capture_output=True, text=True,
+            check=False)
+    else:
+        if jobs > 1:
+            args += ["--jobs", str(jobs)]
+        if atomic:
+            args.append("--single-transaction")
+        proc = subprocess.run(
+            [archive.tools.path("pg_restore"), "--dbname", target.without_password(), *args,
+             str(archive.path)],
+            env=env, capture_output=True, text=True, check=False,
+        )
+    errors = [m.group(1) for line in proc.stderr.splitlines()
+              if "errors ignored on restore" not in line and (m := _ERROR.search(line))]
+    if proc.returncode != 0 and not errors:
+        errors = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or [
+            f"exit code {proc.returncode}"]
     if tolerate_existing:
         errors = [line for line in errors if not _ALREADY_EXISTS.search(line)]
     if errors:
-        detail = target.redact(" | ".join(e.split("error:", 1)[1].strip() for e in errors[:3]))
+        detail = target.redact(" | ".join(e.strip() for e in errors[:3]))
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         rerun = ("nothing was restored (one transaction), so rerun the same command" if atomic
                  else "rerun with --resume" if section != "pre-data" else
@@ -172,17 +197,19 @@ def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *,
         "(current_setting('max_connections')::int8 "
         "+ current_setting('max_prepared_transactions')::int8)").fetchone()
     capacity = int(row[0]) if row else 0
+    major = target_conn.info.server_version // 10000
     atomic = sum(1 for line in lines if _CREATES_RELATION.match(line)) * LOCKS_PER_RELATION <= capacity
     if atomic:
         try:
             restore_lines(archive, target, lines, workdir, "pre-data", section="pre-data",
-                          roles=roles, atomic=True)
+                          roles=roles, atomic=True, target_major=major)
             return True
         except UserError as exc:
             # Rolled back whole; other sessions' locks left too few: go on in pieces.
             if "out of shared memory" not in str(exc):
                 raise
-    restore_lines(archive, target, lines, workdir, "pre-data", section="pre-data", roles=roles)
+    restore_lines(archive, target, lines, workdir, "pre-data", section="pre-data", roles=roles,
+                  target_major=major)
     return False
 
 
