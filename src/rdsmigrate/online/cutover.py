@@ -172,6 +172,14 @@ def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[
     except BaseException as exc:
         if not record.frozen:
             raise  # refused before the freeze: nothing to undo
+        if _detached_on_server(target, record.name, unsure=bool(record.progress.get("detaching"))):
+            # The detach committed although its answer never arrived: never unfreeze now.
+            text = (f"cutover stopped ({type(exc).__name__}) as the target was being detached: "
+                    "the source STAYS frozen; run cutover again to finish (it reads on the "
+                    "target whether the detach committed)")
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(text) from None
+            raise CutoverFailed(text, EXIT_USER) from None
         unfrozen = _undo_freeze(source, target, record, cache, reporter)
         _keep_replicating(tgt, record.name, reporter)
         outcome = ("the source was unfrozen (it takes writes again)" if unfrozen else
@@ -187,6 +195,18 @@ def _until_detached(source: Endpoint, target: Endpoint, src: psycopg.Connection[
             f"cutover failed: {redact_secrets(str(exc))}. {outcome[0].upper()}{outcome[1:]} and "
             f"replication {record.name} is still running; fix the cause and run cutover again, "
             "or `rdsmigrate abort`", code) from None
+
+
+def _detached_on_server(target: Endpoint, name: str, *, unsure: bool) -> bool:
+    """What the target's record says, read afresh (the command's own session may be broken).
+    When it cannot be read: detached only if the detaching transaction had been sent
+    (``unsure``), since it may have committed; the rerun reads the truth."""
+    try:
+        with connect(target, autocommit=True) as tgt:
+            current = state.latest(tgt)
+    except (psycopg.Error, UserError):
+        return unsure
+    return current is not None and current.name == name and current.detached
 
 
 def _forget_cutover(record: state.OnlineState) -> None:
@@ -328,6 +348,7 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     record.phase = "detached"
     record.mark("subscription-dropped")
     progress["detached_at"] = time.time()
+    progress["detaching"] = True  # in memory: the failure path must not unfreeze blindly now
     with tgt.transaction():
         tgt.execute(sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(record.name)))
         state.save(tgt, record)
