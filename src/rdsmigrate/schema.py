@@ -24,10 +24,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from rdsmigrate.copy.snapshot import SLOT_PREFIX
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.db.selection import Resolved
-from rdsmigrate.db.tools import ClientTools
+from rdsmigrate.db.tools import ClientTools, server_major
 from rdsmigrate.errors import UserError
 
 # GUCs whose value is a list of names: each element must be quoted on its own, as pg_dump does.
@@ -68,11 +69,49 @@ def dump(tools: ClientTools, source: Endpoint, snapshot: str | None, selection: 
 
 
 # Publications this tool creates on the source for an online migration belong to the source only.
+# By name where no source connection is at hand; the post-data restore, which restores them,
+# skips them by oid (own_publication_entries), as a name with a space defeats this pattern.
 _OWN_PUBLICATION = re.compile(r" PUBLICATION( TABLE| TABLES IN SCHEMA)? \S+ rdsmigrate_")
+# A TOC line starts "<dump id>; <catalog oid> <object oid> ": the one part of it that no name
+# (schema, table, owner: any of them may hold spaces) can make ambiguous.
+_TOC_OIDS = re.compile(r"^\d+; (\d+) (\d+) ")
 
 
-def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
-    """The archive's TOC lines without entries that cannot or should not be restored.
+def toc_oids(line: str) -> tuple[int, int] | None:
+    """(catalog oid, object oid) of a TOC line: the entry's identity in the source's catalogs."""
+    match = _TOC_OIDS.match(line)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def own_publication_entries(conn: psycopg.Connection[Any]) -> frozenset[tuple[int, int]]:
+    """The TOC identities of the publications this tool creates on the source for an online
+    migration, and of their tables: they belong to the source only.
+
+    Matched by oid, never by the TOC text: ``PUBLICATION TABLE my schema rdsmigrate_x t`` cannot
+    be split into schema, publication and table when a name holds a space.
+    """
+    like = SLOT_PREFIX.replace("_", "\\_") + "%"
+    rows = conn.execute(
+        """SELECT 'pg_catalog.pg_publication'::regclass::oid::int8, p.oid::int8
+             FROM pg_catalog.pg_publication p WHERE p.pubname LIKE %(like)s
+           UNION ALL
+           SELECT 'pg_catalog.pg_publication_rel'::regclass::oid::int8, r.oid::int8
+             FROM pg_catalog.pg_publication_rel r
+             JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid WHERE p.pubname LIKE %(like)s""",
+        {"like": like}).fetchall()
+    if server_major(conn.info.server_version) >= 15:  # FOR TABLES IN SCHEMA
+        rows += conn.execute(
+            """SELECT 'pg_catalog.pg_publication_namespace'::regclass::oid::int8, s.oid::int8
+                 FROM pg_catalog.pg_publication_namespace s
+                 JOIN pg_catalog.pg_publication p ON p.oid = s.pnpubid
+                WHERE p.pubname LIKE %(like)s""", {"like": like}).fetchall()
+    return frozenset((int(c), int(o)) for c, o in rows)
+
+
+def _restorable(archive: SchemaArchive, *, roles: bool,
+                skip: frozenset[tuple[int, int]] = frozenset()) -> list[str]:
+    """The archive's TOC lines without entries that cannot or should not be restored, nor the
+    entries identified in ``skip``.
 
     The ``public`` schema and ``plpgsql``'s comment exist on every target and belong to the
     bootstrap superuser (on RDS, ``rdsadmin``): recreating or commenting them fails for anyone
@@ -80,6 +119,8 @@ def _restorable(archive: SchemaArchive, *, roles: bool) -> list[str]:
     """
     keep = []
     for line in archive.toc():
+        if skip and toc_oids(line) in skip:
+            continue
         if line.startswith(";") or not line.strip():
             continue
         if re.search(r" SCHEMA - public ", line) or re.search(r" COMMENT - SCHEMA public ", line):
@@ -99,9 +140,9 @@ def restorable_objects(archive: SchemaArchive, *, roles: bool) -> list[tuple[int
     (dependency) order."""
     found = []
     for line in _restorable(archive, roles=roles):
-        match = re.match(r"^\d+; (\d+) (\d+) ", line)
-        if match and match.group(1) != "0" and match.group(2) != "0":
-            found.append((int(match.group(1)), int(match.group(2))))
+        entry = toc_oids(line)
+        if entry and entry[0] != 0 and entry[1] != 0:
+            found.append(entry)
     return found
 
 
@@ -251,7 +292,8 @@ class Entry:
         return f"{self.desc} {self.tag}"
 
 
-def _post_data_entries(archive: SchemaArchive, *, roles: bool) -> list[Entry]:
+def _post_data_entries(archive: SchemaArchive, *, roles: bool,
+                       skip: frozenset[tuple[int, int]] = frozenset()) -> list[Entry]:
     """The restorable post-data entries in the archive's (dependency) order, with their SQL,
     obtained from one ``pg_restore --file -``: no process per entry or per table."""
     args = [archive.tools.path("pg_restore"), "--verbose", "--section=post-data", "--file", "-"]
@@ -259,7 +301,7 @@ def _post_data_entries(archive: SchemaArchive, *, roles: bool) -> list[Entry]:
         args += ["--no-owner", "--no-privileges"]
     script = subprocess.run([*args, str(archive.path)], capture_output=True, text=True,
                             check=True).stdout
-    wanted = {int(line.split(";", 1)[0]) for line in _restorable(archive, roles=roles)}
+    wanted = {int(line.split(";", 1)[0]) for line in _restorable(archive, roles=roles, skip=skip)}
     headers = list(_ENTRY_HEADER.finditer(script))
     entries = []
     ends = [h.start() for h in headers[1:]] + [len(script)] if headers else []
@@ -415,7 +457,7 @@ TABLE_BUILDS = {"INDEX", "CONSTRAINT"}
 def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any], *,
                     roles: bool) -> PostData:
     """The post-data entries with their source identity; each loaded table's own builds apart."""
-    entries = _post_data_entries(archive, roles=roles)
+    entries = _post_data_entries(archive, roles=roles, skip=own_publication_entries(source_conn))
     with_oid = [e for e in entries if e.catalog[0] != 0 and e.catalog[1] != 0]
     found = {
         (int(classid), int(objid)): (kind, tuple(names), tuple(args), table, relkind, root, ref)
