@@ -320,6 +320,7 @@ def sync(
     replica_identity_full: Annotated[bool, typer.Option("--replica-identity-full", help="Set REPLICA IDENTITY FULL on tables without a primary key so their updates and deletes replicate.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Drop the target's objects that the copy recreates instead of refusing a non-empty target.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Once streaming, keep showing the status until Ctrl-C.")] = False,
+    unlogged: Annotated[str, typer.Option("--unlogged", help="Unlogged tables, which replication cannot carry: refuse (default), or copy-at-cutover (copied again while the cutover has the source frozen, then counted).")] = "refuse",
     state_dir: StateDirOpt = Path(".rdsmigrate"),
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -334,7 +335,7 @@ def sync(
     options = SyncOptions(
         copy_options=CopyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
                                  replace=replace, state_dir=state_dir),
-        replica_identity_full=replica_identity_full,
+        replica_identity_full=replica_identity_full, unlogged=unlogged,  # type: ignore[arg-type]
     )
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)

@@ -3,6 +3,12 @@
 0 success, 1 verification found differences, 2 a user or environment error (the message names
 the problem and the fix), 3 an internal error (a bug: the CLI shows a traceback with --debug),
 130 interrupted.
+
+``status`` of an online migration exits 10-13 when it is unhealthy; when several apply, the first
+in this order, which is also the order of urgency (each later one is often caused by an earlier
+one): 10 the slot is at risk or lost (the source's WAL and the migration itself are at stake), 11
+the source's schema changed since the copy (DDL drift), 12 the apply worker reported errors since
+the last ``status``, 13 replication is not streaming.
 """
 
 from __future__ import annotations
@@ -11,6 +17,10 @@ EXIT_OK = 0
 EXIT_DIFFERENCES = 1
 EXIT_USER = 2
 EXIT_INTERNAL = 3
+EXIT_SLOT_AT_RISK = 10
+EXIT_DDL_DRIFT = 11
+EXIT_APPLY_ERRORS = 12
+EXIT_NOT_STREAMING = 13
 EXIT_INTERRUPTED = 130
 
 

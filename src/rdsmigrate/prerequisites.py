@@ -884,7 +884,8 @@ def _keys(ctx: Context) -> Iterator[Finding]:
     ("cannot update table ... because it does not have a replica identity and publishes
     updates"), which would break the application on the source: for ``sync`` such tables block
     unless the user consents to ``REPLICA IDENTITY FULL``."""
-    keyless = [t.qualified for t in without_identity(ctx.tables)]
+    # Unlogged tables are never published (see _unlogged): their key does not matter.
+    keyless = [t.qualified for t in without_identity(ctx.tables) if not t.unlogged]
     if not keyless:
         return
     if ctx.online and not ctx.replica_identity_full:
@@ -901,6 +902,37 @@ def _keys(ctx: Context) -> Iterator[Finding]:
             f"{len(keyless)} table(s) have no primary key or replica identity ({named(keyless)})",
             "fine for copy; the online path (sync) needs a primary key on them, or "
             "--replica-identity-full")
+
+
+@check
+def _unlogged(ctx: Context) -> Iterator[Finding]:
+    """PostgreSQL's logical replication never carries an unlogged table (its changes are not in
+    the WAL): ``FOR ALL TABLES`` skips them without a word, a table list refuses them. Copied once
+    by ``sync`` and forgotten, every later change to them would be lost at the cutover, where row
+    counts do not see an UPDATE; a crash restart of either server also empties them. So ``sync``
+    refuses them unless the user chose to have the cutover copy them again during its freeze."""
+    found = [t for t in ctx.tables if t.unlogged]
+    if not found or not ctx.online:
+        return
+    names = [t.qualified for t in found]
+    if ctx.options.unlogged_at_cutover:
+        yield info("unlogged-at-cutover",
+                   f"{plural(len(names), 'unlogged table')} ({named(names)}) not replicated: the "
+                   "cutover copies them again while the source is frozen, then counts them")
+        return
+    quoted = [f"{ctx.ident(ctx.src, t.schema)}.{ctx.ident(ctx.src, t.name)}" for t in found]
+    alter = "; ".join(f"ALTER TABLE {q} SET LOGGED" for q in quoted[:NAMED]) + (
+        "; ..." if len(quoted) > NAMED else "")
+    exclude = " ".join(f"--exclude-table {q}" for q in quoted[:NAMED]) + (
+        " ..." if len(quoted) > NAMED else "")
+    yield blocker(
+        "unlogged",
+        f"{plural(len(names), 'unlogged table')} cannot be replicated (PostgreSQL writes no WAL "
+        f"for them, so every change after the copy would be lost at the cutover): "
+        f"{named(names, 20)}",
+        f"choose one: make them logged for the migration, on the source ({alter}); leave them "
+        f"out ({exclude}); or rerun with --unlogged copy-at-cutover, and the cutover copies them "
+        "again while the source is frozen (the write downtime grows with their size)")
 
 
 # ---------------------------------------------------------------------------------------------

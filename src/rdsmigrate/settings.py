@@ -34,6 +34,9 @@ class CopyOptions(BaseModel):
     keep_slot: str | None = None
     """Name of a persistent logical slot to create for the snapshot and leave in place, so that
     replication (``sync``) streams changes from exactly the copy's instant."""
+    unlogged_at_cutover: bool = False
+    """``sync --unlogged copy-at-cutover``: unlogged tables, which replication cannot carry, are
+    copied again by the cutover, so they do not block the online prerequisites."""
 
 
 class VerifyOptions(BaseModel):

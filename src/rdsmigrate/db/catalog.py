@@ -67,6 +67,8 @@ class Table:
     est_rows: int
     bytes: int
     """On-disk size of the heap and its TOAST, without indexes."""
+    unlogged: bool = False
+    """``UNLOGGED``: its changes are not in the WAL, so logical replication never carries them."""
 
     @property
     def qualified(self) -> str:
@@ -112,7 +114,8 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relreplident::text,
           FROM pg_partition_root(c.oid) r(oid) JOIN pg_class pc ON pc.oid = r.oid
           JOIN pg_namespace pn ON pn.oid = pc.relnamespace
          WHERE c.relispartition) AS partition_of,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index,
+       c.relpersistence = 'u' AS unlogged
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
    AND {_USER_SCHEMA}
@@ -169,12 +172,13 @@ def list_tables(conn: psycopg.Connection[Any],
     for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]).fetchall():
         keys[oid] = (primary, tuple(cols), tuple(types))
     tables = []
-    for oid, schema, name, replident, est_rows, size, partition_of, has_ri in rows:
+    for oid, schema, name, replident, est_rows, size, partition_of, has_ri, unlogged in rows:
         primary, key, key_types = keys.get(oid, (False, (), ()))
         table = Table(
             oid=oid, schema=schema, name=name, columns=tuple(columns[oid]), key=key,
             key_types=key_types, replica_identity=replident, has_replica_identity_index=has_ri,
             has_primary_key=primary, partition_of=partition_of, est_rows=max(int(est_rows), 0), bytes=int(size),
+            unlogged=bool(unlogged),
         )
         tables.append(table)
     return tables

@@ -43,7 +43,7 @@ from rdsmigrate.copy.objects import copy_large_objects, copy_sequences
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, Interrupted, RdsMigrateError, UserError
-from rdsmigrate.online import counts, freeze, replication, state
+from rdsmigrate.online import counts, freeze, replication, state, unlogged
 from rdsmigrate.online.settings import CutoverOptions
 from rdsmigrate.online.status import OnlineStatus, measure
 from rdsmigrate.progress import Reporter, human_bytes
@@ -51,7 +51,7 @@ from rdsmigrate.settings import Selection, VerifyOptions
 from rdsmigrate.testhook import pause
 
 POLL_S = 0.02
-CUTOVER_STEPS = ("frozen", "caught-up", "sequences-set", "large-objects", "verified",
+CUTOVER_STEPS = ("frozen", "caught-up", "unlogged-copied", "sequences-set", "large-objects", "verified",
                  "subscription-dropped", "publication-dropped", "done")
 
 
@@ -77,6 +77,9 @@ class CutoverReport(BaseModel):
     sessions_ended: int
     sequences: int
     large_objects: int
+    unlogged_tables: int = 0
+    """Unlogged tables copied again during the freeze (``sync --unlogged copy-at-cutover``)."""
+    unlogged_rows: int = 0
     verify: str
     tables_checked: int
     rows_checked: int | None
@@ -106,7 +109,9 @@ class CutoverReport(BaseModel):
              + (" (continued after an interruption)" if self.continued else ""))
         line(f"target caught up to {self.final_lsn} (lag before the freeze "
              f"{human_bytes(self.lag_bytes_before)}); {self.sequences} sequences set; "
-             f"{self.large_objects} large objects copied again; {checked}; "
+             f"{self.large_objects} large objects copied again; "
+             + (f"{self.unlogged_tables} unlogged tables ({self.unlogged_rows:,} rows) copied "
+                "again; " if self.unlogged_tables else "") + f"{checked}; "
              f"{self.sessions_ended} source sessions ended")
         line(f"replication objects {self.name} removed; the target is writable")
         line(f"the source {self.source} stays frozen (new sessions read-only) so nothing writes "
@@ -251,6 +256,8 @@ def _finish(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
         steps=timings, sessions_ended=int(progress.get("sessions_ended", 0)),
         sequences=int(progress.get("sequences", 0)),
         large_objects=int(progress.get("large_objects", 0)),
+        unlogged_tables=int(progress.get("unlogged_tables", 0)),
+        unlogged_rows=int(progress.get("unlogged_rows", 0)),
         verify=str(progress.get("verify", options.verify)),
         tables_checked=int(progress.get("tables_checked", 0)),
         rows_checked=progress.get("rows_checked"),
@@ -324,6 +331,11 @@ def _switch(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     pause("cutover:catch-up")
     _wait_applied(src, record.name, final_lsn, options.timeout_s)
     step("caught-up", "catch-up")
+    if record.unlogged_at_cutover:
+        # Not replicated (sync --unlogged copy-at-cutover): copied again now that writes stopped.
+        recopied = unlogged.copy_again(src, tgt, record.unlogged_at_cutover)
+        step("unlogged-copied", "unlogged tables", unlogged_tables=recopied.tables,
+             unlogged_rows=recopied.rows)
     pause("cutover:sequences")
     # nextval is refused in read-only transactions: the frozen source's sequences are final.
     step("sequences-set", "sequences", sequences=copy_sequences(

@@ -25,6 +25,8 @@ class SyncOptions(BaseModel):
     """Consent to ``ALTER TABLE .. REPLICA IDENTITY FULL`` on tables without a usable key."""
     streaming_timeout_s: float = Field(default=60.0, gt=0)
     """How long to wait for the subscription's worker to start streaming."""
+    unlogged: Literal["refuse", "copy-at-cutover"] = "refuse"
+    """What to do with unlogged tables, which replication cannot carry (:mod:`.unlogged`)."""
 
     @property
     def state_dir(self) -> Path:

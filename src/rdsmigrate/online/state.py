@@ -62,6 +62,8 @@ class OnlineState(BaseModel):
     """Tables whose replica identity ``sync`` set to FULL, with the user's consent."""
     roles: bool = False
     """``sync --roles``: cutover copies large objects again with their owners and grants."""
+    unlogged_at_cutover: list[str] = Field(default_factory=list)
+    """Unlogged tables left out of replication, copied again by the cutover (``--unlogged``)."""
     publication_scope: str = "FOR TABLE list"
     phase: Phase = "syncing"
     steps: list[str] = Field(default_factory=list)

@@ -64,6 +64,8 @@ class SyncReport(BaseModel):
     consistent_lsn: str | None
     tables: int
     replica_identity_full: list[str]
+    unlogged_at_cutover: list[str] = []
+    """Unlogged tables not replicated, that the cutover copies again (``--unlogged``)."""
     copy_report: CopyReport | None
     """None when this run found the copy already done (a rerun)."""
     continued: list[str] = []
@@ -82,6 +84,9 @@ class SyncReport(BaseModel):
             f"from {self.consistent_lsn} (the copy's snapshot); {self.tables} tables replicated "
             f"({self.publication_scope})",
             *(f"replica identity FULL set on {t}" for t in self.replica_identity_full),
+            *([f"{len(self.unlogged_at_cutover)} unlogged table(s) not replicated, copied again "
+               "by the cutover while the source is frozen: " + ", ".join(self.unlogged_at_cutover)]
+              if self.unlogged_at_cutover else []),
             f"sync ready in {self.seconds:.1f} s; recorded on the target in "
             f"{catalog.TOOL_SCHEMA}.migration (cache: {self.state_path})",
             "next: `rdsmigrate status` to watch the lag, `rdsmigrate cutover` to switch, "
@@ -92,6 +97,9 @@ class SyncReport(BaseModel):
 
 def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Reporter) -> SyncReport:
     started = time.monotonic()
+    # Every prerequisite check (preflight, and the copy's own) knows the unlogged choice.
+    options = options.model_copy(update={"copy_options": options.copy_options.model_copy(
+        update={"unlogged_at_cutover": options.unlogged == "copy-at-cutover"})})
     selection = options.copy_options.selection
     cache = state.location(options.state_dir, target)
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
@@ -193,10 +201,14 @@ def _start(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: R
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         writable(src)
         selected = resolve(src, selection)
-        tables = list(selected.tables)
+        # Replication cannot carry unlogged tables: preflight refused them unless the user
+        # chose to have the cutover copy them again.
+        not_logged = [t.qualified for t in selected.tables if t.unlogged]
+        tables = [t for t in selected.tables if not t.unlogged]
         made_full = _set_replica_identity_full(src, prerequisites.without_identity(tables),
                                                reporter)
         everything = not (selection.schemas or selection.exclude_tables)
+        # FOR ALL TABLES leaves unlogged tables out by itself.
         all_tables = everything and prerequisites.source_role(src).superuser
         record = state.OnlineState(
             source=source.describe(), target=target.describe(), source_dbname=source.dbname,
@@ -205,6 +217,7 @@ def _start(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: R
             fingerprint=fingerprint.take(src, selected),
             replica_identity_full=made_full, roles=options.copy_options.roles,
             publication_scope="FOR ALL TABLES" if all_tables else "FOR TABLE list",
+            unlogged_at_cutover=not_logged,
         )
         # Recorded before the first object exists: whatever a crash leaves has a name on record.
         state.ensure_table(tgt)
@@ -241,7 +254,7 @@ def _prepare_rerun(source: Endpoint, target: Endpoint, record: state.OnlineState
             all_tables = record.publication_scope == "FOR ALL TABLES"
             selection = options.copy_options.selection
             selected = resolve(src, selection)
-            tables = list(selected.tables)
+            tables = [t for t in selected.tables if not t.unlogged]
             replication.create_publication(src, record.name, None if all_tables else tables)
             record.tables = [t.qualified for t in tables]
             record.fingerprint = fingerprint.take(src, selected)
@@ -261,7 +274,7 @@ def _report(source: Endpoint, target: Endpoint, record: state.OnlineState,
         source=source.describe(), target=target.describe(), name=record.name,
         publication_scope=record.publication_scope, consistent_lsn=record.consistent_lsn,
         tables=len(record.tables), replica_identity_full=record.replica_identity_full,
-        copy_report=copied, continued=continued, seconds=round(time.monotonic() - started, 3),
+        unlogged_at_cutover=record.unlogged_at_cutover, copy_report=copied, continued=continued, seconds=round(time.monotonic() - started, 3),
         state_path=cache,
     )
 
