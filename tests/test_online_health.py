@@ -8,10 +8,12 @@ names with spaces used to break ``sync``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,14 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rdsmigrate.cli import app
-from rdsmigrate.localpg import LocalCluster
+from rdsmigrate.errors import (
+    EXIT_APPLY_ERRORS,
+    EXIT_DDL_DRIFT,
+    EXIT_NOT_STREAMING,
+    EXIT_SLOT_AT_RISK,
+)
+from rdsmigrate.localpg import LocalCluster, find_bindir
+from tests.conftest import create_database, drop_database
 from tests.dbcheck import assert_same
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
@@ -66,22 +75,32 @@ class Pair:
         return psycopg.connect(self.target.dsn(self.target_db), autocommit=True)
 
 
-@pytest.fixture
-def pair(pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str,
-         tmp_path: Path) -> Iterator[Pair]:
+@contextlib.contextmanager
+def _pair_on(source: LocalCluster, target: LocalCluster, state: Path) -> Iterator[Pair]:
+    """Fresh databases on the two clusters, the source's owned by a new migration role."""
+    source_db, target_db = create_database(source, "src"), create_database(target, "tgt")
     role = f"mig_{os.getpid()}_{next(_roles)}"
     password = secrets.token_urlsafe(12)
-    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+    with psycopg.connect(source.dsn(source_db), autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{password}'")
         # As RDS's master user: owns the database, may end other sessions (the freeze does).
         conn.execute(f'ALTER DATABASE "{source_db}" OWNER TO {role}')
         conn.execute(f"GRANT pg_signal_backend TO {role}")
-    yield Pair(pg_source, source_db, role, password, pg_target, target_db, tmp_path / "state")
-    _cli("abort", *Pair(pg_source, source_db, role, password, pg_target, target_db,
-                        tmp_path / "state").args())
-    with psycopg.connect(pg_source.dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
-        conn.execute(f"DROP ROLE IF EXISTS {role}")
+    made = Pair(source, source_db, role, password, target, target_db, state)
+    try:
+        yield made
+    finally:
+        _cli("abort", *made.args())
+        drop_database(target, target_db)
+        drop_database(source, source_db)
+        with psycopg.connect(source.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.fixture
+def pair(pg_source: LocalCluster, pg_target: LocalCluster, tmp_path: Path) -> Iterator[Pair]:
+    with _pair_on(pg_source, pg_target, tmp_path / "state") as made:
+        yield made
 
 
 def _ours(conn: psycopg.Connection[Any]) -> list[str]:
@@ -174,3 +193,167 @@ def test_a_schema_and_table_named_with_spaces_go_through_sync_and_cutover(pair: 
         assert tgt.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = "
                            "i.indexrelid WHERE c.relname IN ('by v', 'order lines_pkey', "
                            "'order lines_v_key') AND i.indisvalid").fetchone() == (3,)
+
+
+# --- status: exit codes in each unhealthy state -----------------------------------------------
+
+def _status(pair: Pair, *extra: str) -> tuple[int, dict[str, Any], str]:
+    shown = _cli("status", *pair.args(), "--json", "--lag-timeout", "1", *extra)
+    assert shown.stdout, shown.output
+    return shown.exit_code, json.loads(shown.stdout), shown.stderr
+
+
+def _until(what: str, check: Any, timeout_s: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def _status_until(pair: Pair, code: int) -> dict[str, Any]:
+    """The first status that exits with ``code`` (40 s at most)."""
+    def attempt() -> dict[str, Any] | None:
+        got, status, _ = _status(pair)
+        return status if got == code else None
+
+    found: dict[str, Any] = _until(f"status exit {code}", attempt)
+    return found
+
+
+def _healthy(pair: Pair) -> bool:
+    code, status, _ = _status(pair)
+    return code == 0 and status["worker_running"]
+
+
+def _synced(pair: Pair, setup: str) -> None:
+    with pair.src() as src:
+        src.execute(setup)
+    synced = _cli("sync", *pair.args(), "--json")
+    assert synced.exit_code == 0, synced.output
+    _until("a healthy status after sync", lambda: _healthy(pair))
+
+
+def test_status_exits_13_when_the_worker_is_stopped_and_11_on_ddl_drift_until_the_target_has_it(
+        pair: Pair) -> None:
+    _synced(pair, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                  "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g")
+    code, status, _ = _status(pair)
+    assert code == 0 and status["problems"] == [] and status["wal_status"] == "reserved"
+
+    # A stopped worker: the subscription disabled on the target.
+    with pair.tgt() as tgt:
+        tgt.execute(f"ALTER SUBSCRIPTION {status['name']} DISABLE")
+    code, status, _ = _status(pair)
+    assert code == EXIT_NOT_STREAMING == 13
+    assert [p["kind"] for p in status["problems"]] == ["not streaming"]
+    assert "ENABLE" in status["problems"][0]["message"]
+    shown = _cli("status", *pair.args(), "--lag-timeout", "1")
+    assert shown.exit_code == 13 and "not streaming (exit 13)" in shown.stderr
+    with pair.tgt() as tgt:
+        tgt.execute(f"ALTER SUBSCRIPTION {status['name']} ENABLE")
+    _until("streaming again", lambda: _healthy(pair))
+
+    # DDL on the source, and a row that uses it: the apply worker fails on the target.
+    with pair.src() as src:
+        src.execute("ALTER TABLE t ADD COLUMN extra int; INSERT INTO t VALUES (101, 'new', 7)")
+    code, status, _ = _status(pair)
+    assert code == EXIT_DDL_DRIFT == 11
+    drift = next(p for p in status["problems"] if p["kind"] == "DDL drift")
+    assert "public.t" in drift["message"] and "Apply the same DDL on the target" in drift["message"]
+    assert "undo" not in drift["message"].lower()
+    refused = _cli("cutover", *pair.args())
+    assert refused.exit_code == 2 and "Apply the same DDL on the target" in refused.stderr
+
+    # The fix the advice names: the same DDL on the target. The worker resumes by itself.
+    with pair.tgt() as tgt:
+        tgt.execute("ALTER TABLE t ADD COLUMN extra int")
+        _until("the row that uses the new column", lambda: tgt.execute(
+            "SELECT extra FROM t WHERE id = 101").fetchone() == (7,))
+    _until("a healthy status once the target has the column", lambda: _healthy(pair))
+    code, status, _ = _status(pair)
+    assert status["drift"] == [] and status["drift_applied"] == ["public.t"]
+    cut = _cli("cutover", *pair.args(), "--json")
+    assert cut.exit_code == 0, cut.output
+    assert_same(pair.source.dsn(pair.source_db), pair.target.dsn(pair.target_db))
+
+
+def test_status_exits_12_on_an_apply_error_with_its_text_from_the_log_until_resolved(
+        pg_source: LocalCluster, tmp_path: Path) -> None:
+    # A target whose log the tool can read (a log collector writing files; superuser target).
+    with LocalCluster(bindir=find_bindir(15), name="tgtlog",
+                      settings={"logging_collector": "on", "wal_retrieve_retry_interval": "1s"}
+                      ) as target, _pair_on(pg_source, target, tmp_path / "state") as pair:
+        _synced(pair, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                      "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g")
+        with pair.tgt() as tgt:
+            tgt.execute("INSERT INTO t VALUES (11, 'written on the target by mistake')")
+        with pair.src() as src:
+            src.execute("INSERT INTO t VALUES (11, 'from the source')")
+
+        status = _status_until(pair, EXIT_APPLY_ERRORS)
+        assert status["apply_errors"] >= 1 and status["new_apply_errors"] >= 1
+        assert any("duplicate key value violates unique constraint" in e
+                   and "Key (id)=(11) already exists" in e for e in status["error_log"])
+        assert status["last_error_at"] and status["last_error_at"][:2] == "20"
+        problem = next(p for p in status["problems"] if p["kind"] == "apply errors")
+        assert "remove it there" in problem["message"]
+        shown = _cli("status", *pair.args(), "--lag-timeout", "1")
+        assert "duplicate key value" in shown.stderr and "the last at 20" in shown.stderr
+
+        # Resolved on the target: the next errors stop, and status is healthy again.
+        with pair.tgt() as tgt:
+            tgt.execute("DELETE FROM t WHERE id = 11")
+            _until("the replicated row", lambda: tgt.execute(
+                "SELECT v FROM t WHERE id = 11").fetchone() == ("from the source",))
+        _until("a healthy status once resolved", lambda: _healthy(pair))
+        code, status, _ = _status(pair)
+        assert code == 0 and status["new_apply_errors"] == 0 and status["errors_since"]
+
+
+def _switch_wal(conn: psycopg.Connection[Any], segments: int) -> None:
+    """Write ``segments`` WAL segments' worth on the source (each switch ends one)."""
+    for _ in range(segments):
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wal_filler (v int);"
+                     "INSERT INTO wal_filler VALUES (1); SELECT pg_switch_wal()")
+
+
+def test_status_exits_10_when_the_slot_is_at_risk_then_shows_it_lost(
+        pg_target: LocalCluster, tmp_path: Path) -> None:
+    with LocalCluster(bindir=find_bindir(15), name="srcwal") as source, \
+            _pair_on(source, pg_target, tmp_path / "state") as pair:
+        _synced(pair, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+                      "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g")
+        with pair.src_admin() as admin:
+            # PGC_SIGHUP: a bounded max_slot_wal_keep_size, as the README advises for a source.
+            admin.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '160MB'")
+            admin.execute("SELECT pg_reload_conf()")
+            _until("the new setting", lambda: admin.execute(
+                "SELECT setting FROM pg_settings WHERE name = 'max_slot_wal_keep_size'"
+            ).fetchone() == ("160",))
+            code, status, _ = _status(pair)
+            assert code == 0 and status["max_slot_wal_keep_bytes"] == 160 * 1024 * 1024
+            assert status["safe_wal_bytes"] > 100 * 1024 * 1024
+
+            # The target stops consuming; the source writes on: less than 20 % left.
+            with pair.tgt() as tgt:
+                tgt.execute(f"ALTER SUBSCRIPTION {status['name']} DISABLE")
+            _switch_wal(admin, 10)
+            code, status, _ = _status(pair)
+            assert code == EXIT_SLOT_AT_RISK == 10
+            assert status["problems"][0]["kind"] == "slot at risk"
+            assert status["safe_wal_bytes"] < 32 * 1024 * 1024
+
+            _switch_wal(admin, 4)
+            code, status, _ = _status(pair)
+            assert code == 10 and status["wal_status"] == "unreserved"
+
+            admin.execute("CHECKPOINT")
+            code, status, _ = _status(pair)
+            assert code == 10 and status["wal_status"] == "lost"
+            assert status["problems"][0]["kind"] == "slot lost"
+            assert "cannot continue" in status["problems"][0]["message"]
+            shown = _cli("status", *pair.args(), "--lag-timeout", "1")
+            assert shown.exit_code == 10 and "WAL held on the source: lost" in shown.stderr

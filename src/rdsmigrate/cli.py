@@ -351,23 +351,29 @@ def status(
     source: SourceOpt = None,
     target: TargetOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
-    warn_wal_mb: Annotated[int, typer.Option("--warn-wal-mb", min=0, help="Warn when the slot holds more source WAL than this.")] = 1024,
+    warn_wal_mb: Annotated[int, typer.Option("--warn-wal-mb", min=0, help="With max_slot_wal_keep_size unbounded (-1): the slot is at risk (exit 10) when it holds more source WAL than this.")] = 1024,
+    min_safe_wal: Annotated[int, typer.Option("--min-safe-wal-percent", min=0, max=100, help="With a bounded max_slot_wal_keep_size: the slot is at risk (exit 10) when less than this share of it is left (safe_wal_size).")] = 20,
     lag_timeout: Annotated[float, typer.Option("--lag-timeout", min=0.1, max=600, help="Seconds to wait for the target to confirm the source's current WAL position (the lag in seconds); a longer lag is shown as 'more than' this.")] = 5.0,
     state_dir: StateDirOpt = Path(".rdsmigrate"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Lag (bytes and seconds), per-table state, WAL held on the source, the apply worker and its
-    errors, and DDL changed on the source since the copy."""
+    """Lag (bytes and seconds), per-table state, WAL held on the source and the slot's safety,
+    the apply worker and its errors, and DDL changed on the source since the copy. Exits 10 when
+    the slot is at risk or lost, 11 on DDL drift, 12 on apply errors since the last status, 13
+    when not streaming (the first that applies)."""
     from rdsmigrate.online import status as phase
     from rdsmigrate.online.settings import StatusOptions
 
     src, tgt = _endpoints(source, target)
     options = StatusOptions(state_dir=state_dir, retained_wal_warn_bytes=warn_wal_mb * 1024 * 1024,
-                            lag_probe_s=lag_timeout)
+                            lag_probe_s=lag_timeout, safe_wal_min_fraction=min_safe_wal / 100)
     reporter = Reporter()
     if watch:
         phase.watch(src, tgt, options, _results(), as_json=as_json)
-    emit(phase.run(src, tgt, options), as_json, reporter)
+    result = phase.run(src, tgt, options)
+    emit(result, as_json, reporter)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()

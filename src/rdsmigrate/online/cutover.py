@@ -45,7 +45,7 @@ from rdsmigrate.db.selection import resolve
 from rdsmigrate.errors import EXIT_INTERNAL, EXIT_USER, Interrupted, RdsMigrateError, UserError
 from rdsmigrate.online import counts, freeze, replication, state, unlogged
 from rdsmigrate.online.settings import CutoverOptions
-from rdsmigrate.online.status import OnlineStatus, measure
+from rdsmigrate.online.status import DRIFT_FIX, OnlineStatus, measure
 from rdsmigrate.progress import Reporter, human_bytes
 from rdsmigrate.settings import Selection, VerifyOptions
 from rdsmigrate.testhook import pause
@@ -279,8 +279,7 @@ def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions, *,
     if status.drift:
         raise UserError(
             "the source's schema changed since the copy, and logical replication does not carry "
-            "DDL: " + "; ".join(status.drift) + ". Apply the same DDL on the target, or run "
-            "`rdsmigrate abort` and `rdsmigrate sync --replace` to start from the new schema")
+            "DDL: " + "; ".join(status.drift) + ". " + DRIFT_FIX)
     if not status.streaming:
         raise UserError(
             f"replication {status.name} is not streaming (subscription "

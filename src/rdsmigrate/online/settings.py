@@ -14,6 +14,8 @@ DEFAULT_STATE_DIR = Path(".rdsmigrate")
 DEFAULT_RETAINED_WAL_WARN_BYTES = 1024**3
 DEFAULT_MAX_LAG_BYTES = 16 * 1024**2
 DEFAULT_LAG_PROBE_S = 5.0
+# A bounded max_slot_wal_keep_size: the slot is "at risk" once less than this share of it is left.
+DEFAULT_SAFE_WAL_MIN_FRACTION = 0.2
 
 
 class SyncOptions(BaseModel):
@@ -41,6 +43,8 @@ class StatusOptions(BaseModel):
     lag_probe_s: float = Field(default=DEFAULT_LAG_PROBE_S, gt=0, le=600)
     """How long to wait for the target to confirm the probed position before reporting the lag
     as "more than" this."""
+    safe_wal_min_fraction: float = Field(default=DEFAULT_SAFE_WAL_MIN_FRACTION, ge=0, le=1)
+    """With a bounded ``max_slot_wal_keep_size``: at risk below this share of it left."""
 
 
 class CutoverOptions(BaseModel):
