@@ -13,6 +13,8 @@ import itertools
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import conninfo
 from typer.testing import CliRunner, Result
 
 from rdsmigrate.cli import app
@@ -29,10 +32,13 @@ from rdsmigrate.errors import (
     EXIT_DDL_DRIFT,
     EXIT_NOT_STREAMING,
     EXIT_SLOT_AT_RISK,
+    UserError,
 )
 from rdsmigrate.localpg import LocalCluster, find_bindir
+from rdsmigrate.online import replication
 from tests.conftest import create_database, drop_database
 from tests.dbcheck import assert_same
+from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
 
@@ -357,3 +363,98 @@ def test_status_exits_10_when_the_slot_is_at_risk_then_shows_it_lost(
             assert "cannot continue" in status["problems"][0]["message"]
             shown = _cli("status", *pair.args(), "--lag-timeout", "1")
             assert shown.exit_code == 10 and "WAL held on the source: lost" in shown.stderr
+
+
+# --- the source as the target sees it ---------------------------------------------------------
+
+def test_subscription_conninfo_drops_local_files_and_takes_the_target_side_address() -> None:
+    params = {"host": "localhost", "port": "15432", "dbname": "app", "user": "mig",
+              "sslmode": "require", "sslrootcert": "/home/me/ca.pem", "passfile": "/home/me/.pgpass",
+              "application_name": "rdsmigrate", "hostaddr": "127.0.0.1", "connect_timeout": "10"}
+    reached = replication.subscription_source(params, "s3cret",
+                                              seen_by_target="db.internal:5432")
+    got = conninfo.conninfo_to_dict(reached.conninfo)
+    assert got == {"host": "db.internal", "port": "5432", "dbname": "app", "user": "mig",
+                   "sslmode": "require", "connect_timeout": "10", "password": "s3cret"}
+    assert reached.has_password
+    assert any("sslrootcert=/home/me/ca.pem" in n and "cannot open" in n for n in reached.notes)
+    v6 = replication.subscription_source({"host": "::1"}, None, seen_by_target="[fd00::5]:6432")
+    assert conninfo.conninfo_to_dict(v6.conninfo) == {"host": "fd00::5", "port": "6432"}
+    assert not v6.has_password
+
+    # A verifying sslmode needs the target server's own CA: refused unless chosen for it.
+    verifying = {**params, "sslmode": "verify-full"}
+    with pytest.raises(UserError, match="--subscription-sslmode require"):
+        replication.subscription_source(verifying, "s3cret")
+    chosen = replication.subscription_source(verifying, "s3cret", sslmode="require")
+    assert conninfo.conninfo_to_dict(chosen.conninfo)["sslmode"] == "require"
+    for bad in ("db:port", "db:70000", "a b"):
+        with pytest.raises(UserError, match="source-as-seen-by-target"):
+            replication.subscription_source(params, None, seen_by_target=bad)
+
+
+def test_the_subscription_reaches_the_source_by_the_target_side_address(
+        pair: Pair) -> None:
+    """The runner sees the source through a forward (a proxy here); the target server reaches it
+    directly. Once the forward is gone, replication still streams."""
+    with pair.src() as src:
+        src.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
+    with TcpProxy(pair.source.port) as forward:
+        via_forward = pair.source_url.replace(f":{pair.source.port}/", f":{forward.port}/")
+        args = ["--source", via_forward, "--target", pair.target.url(pair.target_db),
+                "--state-dir", str(pair.state)]
+        synced = _cli("sync", *args, "--source-as-seen-by-target",
+                      f"127.0.0.1:{pair.source.port}")
+        assert synced.exit_code == 0, synced.output
+        assert f"reaches the source at 127.0.0.1:{pair.source.port}" in synced.stderr
+    with pair.src() as src:
+        src.execute("INSERT INTO t VALUES (2, 'after the forward is gone')")
+    with pair.tgt() as tgt:
+        _until("the row, replicated without the forward", lambda: tgt.execute(
+            "SELECT v FROM t WHERE id = 2").fetchone() == ("after the forward is gone",))
+        row = tgt.execute("SELECT subconninfo FROM pg_subscription").fetchone()
+        assert row is not None and f"port={pair.source.port}" in row[0]
+
+
+def test_a_pgpass_only_source_password_works_for_a_postgresql_18_subscription(
+        pg_source: LocalCluster, pg18_target: LocalCluster, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL 16+ refuses a subscription without a password for a non-superuser owner: the
+    password the runner read from .pgpass must reach the subscription's connection string."""
+    with _pair_on(pg_source, pg18_target, tmp_path / "state") as pair:
+        user, password = f"sub_{os.getpid()}_{next(_roles)}", secrets.token_urlsafe(12)
+        with psycopg.connect(pg18_target.dsn(pair.target_db), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+            conn.execute(f"GRANT pg_create_subscription TO {user}")
+            conn.execute(f'ALTER DATABASE "{pair.target_db}" OWNER TO {user}')
+        try:
+            pgpass = tmp_path / "pgpass"
+            pgpass.write_text(f"127.0.0.1:{pg_source.port}:{pair.source_db}:{pair.role}:"
+                              f"{pair.password}\n")
+            pgpass.chmod(0o600)
+            monkeypatch.setenv("PGPASSFILE", str(pgpass))
+            monkeypatch.delenv("PGPASSWORD", raising=False)
+            with pair.src() as src:
+                src.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                            "INSERT INTO t VALUES (1, 'a')")
+            args = ["--source", f"postgresql://{pair.role}@127.0.0.1:{pg_source.port}/"
+                    f"{pair.source_db}?sslmode=disable",
+                    "--target", f"postgresql://{user}:{password}@127.0.0.1:{pg18_target.port}/"
+                    f"{pair.target_db}?sslmode=disable", "--state-dir", str(pair.state)]
+            # A process of its own: the copy's worker processes must see this environment.
+            synced = subprocess.run([sys.executable, "-c", "from rdsmigrate.cli import main; main()",
+                                     "sync", *args], capture_output=True, text=True, timeout=300)
+            assert synced.returncode == 0, synced.stderr
+            assert pair.password not in synced.stdout + synced.stderr
+            with pair.src() as src:
+                src.execute("INSERT INTO t VALUES (2, 'streamed to 18')")
+            with pair.tgt() as tgt:
+                _until("the row on 18", lambda: tgt.execute(
+                    "SELECT v FROM t WHERE id = 2").fetchone() == ("streamed to 18",))
+            cut = _cli("cutover", *args)
+            assert cut.exit_code == 0, cut.output
+        finally:
+            _cli("abort", *pair.args())
+            with psycopg.connect(pg18_target.dsn(), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{pair.target_db}" WITH (FORCE)')
+                conn.execute(f"DROP ROLE IF EXISTS {user}")

@@ -320,6 +320,8 @@ def sync(
     replica_identity_full: Annotated[bool, typer.Option("--replica-identity-full", help="Set REPLICA IDENTITY FULL on tables without a primary key so their updates and deletes replicate.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Drop the target's objects that the copy recreates instead of refusing a non-empty target.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Once streaming, keep showing the status until Ctrl-C.")] = False,
+    source_as_seen_by_target: Annotated[str | None, typer.Option("--source-as-seen-by-target", metavar="HOST[:PORT]", help="How the target server reaches the source for its subscription, when not by the address this machine uses (a tunnel or a localhost forward here).")] = None,
+    subscription_sslmode: Annotated[str | None, typer.Option("--subscription-sslmode", help="The subscription's sslmode when not the source connection's: the target server has none of this machine's certificate files (require is what an RDS target can use).")] = None,
     unlogged: Annotated[str, typer.Option("--unlogged", help="Unlogged tables, which replication cannot carry: refuse (default), or copy-at-cutover (copied again while the cutover has the source frozen, then counted).")] = "refuse",
     state_dir: StateDirOpt = Path(".rdsmigrate"),
     as_json: JsonOpt = False,
@@ -336,6 +338,8 @@ def sync(
         copy_options=CopyOptions(jobs=jobs, selection=_selection(schema, exclude_table),
                                  replace=replace, state_dir=state_dir),
         replica_identity_full=replica_identity_full, unlogged=unlogged,  # type: ignore[arg-type]
+        source_as_seen_by_target=source_as_seen_by_target,
+        subscription_sslmode=subscription_sslmode,
     )
     reporter = Reporter(quiet=quiet or as_json)
     result = phase.run(src, tgt, options, reporter)

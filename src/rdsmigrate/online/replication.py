@@ -16,7 +16,7 @@ when the state record is gone.
 from __future__ import annotations
 
 import contextlib
-import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,23 +50,101 @@ def create_publication(conn: psycopg.Connection[Any], name: str,
                  .format(sql.Identifier(name), target))
 
 
-def subscription_conninfo(source: Endpoint) -> str:
+# Parameters naming files on this machine: the target server cannot open them (on RDS it has no
+# file of ours at all), so the subscription never carries them.
+_LOCAL_ONLY = ("passfile", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir",
+               "sslpassword", "service", "servicefile")
+# What the subscription carries: parameters every libpq since PostgreSQL 10 knows. The runner's
+# libpq may be newer than the target server's, which rejects a parameter it does not know
+# ("invalid connection option"), so nothing else is passed on; our application_name least of all
+# (the walsender then carries the subscription's name, which is how status finds it).
+_CARRIED = ("host", "hostaddr", "port", "dbname", "user", "sslmode", "connect_timeout", "options",
+            "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+            "target_session_attrs", "krbsrvname", "requirepeer")
+_VERIFYING = ("verify-ca", "verify-full")
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class SubscriptionSource:
+    """How the target server reaches the source: the subscription's connection string (with the
+    password in it: never shown, never recorded) and what was changed from the runner's view."""
+
+    conninfo: str
+    notes: tuple[str, ...]
+    has_password: bool
+
+
+def host_port(text: str) -> tuple[str, str | None]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT``; a UserError naming the form otherwise."""
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\s]+)(?::(\d+))?", text.strip())
+    if not match:
+        raise UserError(f"--source-as-seen-by-target {text!r} is not HOST[:PORT] (an IPv6 "
+                        "address in brackets: [::1]:5432)")
+    host = match.group(1) or match.group(3)
+    port = match.group(2) or match.group(4)
+    if port is not None and not 0 < int(port) < 65536:
+        raise UserError(f"--source-as-seen-by-target: port {port} is out of range")
+    return host, port
+
+
+def subscription_source(params: dict[str, str], password: str | None, *,
+                        seen_by_target: str | None = None,
+                        sslmode: str | None = None) -> SubscriptionSource:
     """The source's connection string as the target server will use it.
 
-    The target server has neither our environment nor our ``.pgpass``: a password given to us
-    through ``PGPASSWORD`` is put into the string, which PostgreSQL stores in ``pg_subscription``
-    (readable by superusers only). Our own application_name is removed so the walsender carries
-    the subscription's name, which is how ``status`` finds it in ``pg_stat_replication``.
+    ``params`` are the parameters the runner's connection actually used (libpq's
+    ``PQconninfo``: the connection string, the environment and a service file resolved), and
+    ``password`` the one it sent (``PQpass``: from the URL, ``PGPASSWORD`` or ``.pgpass`` alike):
+    the target server has neither our environment nor our files, and PostgreSQL 16+ refuses a
+    subscription without a password for a non-superuser owner. PostgreSQL keeps the string in
+    ``pg_subscription``, readable by superusers only.
+
+    ``seen_by_target`` (HOST[:PORT]) replaces host and port when the target reaches the source by
+    another address than the runner (a tunnel or a localhost forward on the runner's side).
+    ``sslmode`` replaces the runner's. File parameters (``sslrootcert``...) are dropped; a
+    verifying sslmode without its own ``sslmode`` is refused, since the target server would
+    verify with a root certificate of its own, which an RDS target does not have for an outside
+    CA: ``require`` (encrypted, not verified) is what an RDS subscription can use.
     """
-    params = source.params
-    if not params.get("password") and os.environ.get("PGPASSWORD"):
-        params["password"] = os.environ["PGPASSWORD"]
-    params.pop("application_name", None)
-    params.pop("fallback_application_name", None)
-    return pg_conninfo.make_conninfo("", **params)
+    kept = {k: v for k, v in params.items() if k in _CARRIED and v != ""}
+    notes = [f"the subscription does not carry {k}={params[k]}: a file on this machine, which the "
+             "target server cannot open" for k in _LOCAL_ONLY
+             if params.get(k) and k not in ("service", "passfile")]  # its password is carried
+    if sslmode is not None:
+        if sslmode not in SSLMODES:
+            raise UserError(f"--subscription-sslmode {sslmode!r}: use one of {', '.join(SSLMODES)}")
+        kept["sslmode"] = sslmode
+    elif kept.get("sslmode") in _VERIFYING:
+        raise UserError(
+            f"the source connection uses sslmode={kept['sslmode']}, but the subscription's "
+            "connection is made by the target server, which has none of this machine's "
+            "certificate files (on RDS none at all for an outside CA): pass "
+            "--subscription-sslmode require (encrypted, the source not verified: what an RDS "
+            "target can use), or --subscription-sslmode verify-full if the target server holds "
+            "the source's CA in its own root.crt")
+    if seen_by_target:
+        host, port = host_port(seen_by_target)
+        kept.pop("hostaddr", None)
+        kept["host"] = host
+        if port:
+            kept["port"] = port
+        notes.append(f"the target server reaches the source at {seen_by_target} "
+                     "(--source-as-seen-by-target)")
+    if password:
+        kept["password"] = password
+    return SubscriptionSource(pg_conninfo.make_conninfo("", **kept), tuple(notes), bool(password))
 
 
-def create_subscription(conn: psycopg.Connection[Any], name: str, source: Endpoint) -> None:
+def subscription_source_of(conn: psycopg.Connection[Any], *, seen_by_target: str | None = None,
+                           sslmode: str | None = None) -> SubscriptionSource:
+    """:func:`subscription_source` from the runner's open connection to the source."""
+    return subscription_source(conn.info.get_parameters(), conn.info.password,
+                               seen_by_target=seen_by_target, sslmode=sslmode)
+
+
+def create_subscription(conn: psycopg.Connection[Any], name: str, source: Endpoint,
+                        reached: SubscriptionSource) -> None:
     """Attach a subscription to the existing slot, streaming from the slot's start.
 
     The statement carries the source password, and a failed statement is written to the server
@@ -80,7 +158,7 @@ def create_subscription(conn: psycopg.Connection[Any], name: str, source: Endpoi
     statement = sql.SQL(
         "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, "
         "slot_name = {}, copy_data = false, enabled = true, streaming = off)"
-    ).format(sql.Identifier(name), sql.Literal(subscription_conninfo(source)),
+    ).format(sql.Identifier(name), sql.Literal(reached.conninfo),
              sql.Identifier(name), sql.Literal(name))
     try:
         conn.execute(statement)

@@ -29,6 +29,11 @@ class SyncOptions(BaseModel):
     """How long to wait for the subscription's worker to start streaming."""
     unlogged: Literal["refuse", "copy-at-cutover"] = "refuse"
     """What to do with unlogged tables, which replication cannot carry (:mod:`.unlogged`)."""
+    source_as_seen_by_target: str | None = None
+    """HOST[:PORT] by which the target server reaches the source, when not the runner's."""
+    subscription_sslmode: str | None = None
+    """The subscription's sslmode, when not the runner's (see
+    :func:`~rdsmigrate.online.replication.subscription_source`)."""
 
     @property
     def state_dir(self) -> Path:

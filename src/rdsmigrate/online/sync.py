@@ -44,6 +44,7 @@ from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
+from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import Interrupted, RdsMigrateError, UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import is_frozen, writable
@@ -113,6 +114,8 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
             reporter.warn(f"the source database {source.dbname} is frozen (new sessions "
                           "read-only): its applications cannot write; the target does not "
                           "inherit the freeze")
+    # Before anything is created: a subscription the target would refuse fails after the copy.
+    reached = _subscription_source(source, target, options, reporter)
     continued = list(record.steps) if record is not None else []
     rerun = record is not None
     if record is None:
@@ -138,7 +141,7 @@ def run(source: Endpoint, target: Endpoint, options: SyncOptions, reporter: Repo
         with reporter.phase("replication (subscription on the target)"), \
                 connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
             if not _subscribed(tgt, record.name):
-                replication.create_subscription(tgt, record.name, source)
+                replication.create_subscription(tgt, record.name, source, reached)
             record.mark(SUBSCRIPTION)
             state.save(tgt, record, cache)
             pause("sync:subscription")
@@ -160,6 +163,30 @@ def _for_sync(exc: RdsMigrateError) -> RdsMigrateError:
     kept = re.sub(r"[^.;]*--resume[^.;]*[.;]?", "", str(exc)).strip(" .;:")
     return type(exc)(f"{kept}; rerun the same `rdsmigrate sync` to continue (a rerun is sync's "
                      "resume)")
+
+
+def _subscription_source(source: Endpoint, target: Endpoint, options: SyncOptions,
+                         reporter: Reporter) -> replication.SubscriptionSource:
+    """The connection string the target server will use, from the runner's own connection (so
+    a ``.pgpass`` password is carried too); refused now if the target would refuse it."""
+    with connect(source, autocommit=True) as src:
+        reached = replication.subscription_source_of(
+            src, seen_by_target=options.source_as_seen_by_target,
+            sslmode=options.subscription_sslmode)
+    if not reached.has_password:
+        with connect(target, autocommit=True) as tgt:
+            row = tgt.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                              ).fetchone()
+            major = server_major(tgt.info.server_version)
+        if major >= 16 and not (row and row[0]):
+            raise UserError(
+                "the source connection used no password, and PostgreSQL "
+                f"{major} refuses a subscription without one unless its owner is a superuser: "
+                "give the source a password-authenticated user (in the URL, PGPASSWORD or "
+                "~/.pgpass)")
+    for note in reached.notes:
+        reporter.info(note)
+    return reached
 
 
 def _unfinished(tgt: psycopg.Connection[Any], target: Endpoint,
