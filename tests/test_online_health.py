@@ -1,18 +1,17 @@
-"""The online path's health on real clusters: unlogged tables, names with spaces, and ``status``
-exiting non-zero, with a documented code, in each unhealthy state.
+"""The online path's health on real clusters: unlogged tables, names with spaces, ``status``
+exiting non-zero, with a documented code, in each unhealthy state, and the subscription's view of
+the source (its address, a .pgpass password, no local files).
 
-The source side connects as a non-superuser with REPLICATION (as RDS's master user with
-``rds_replication``): its publication lists tables, which is where unlogged tables and schema
-names with spaces used to break ``sync``.
+Both sides connect as RDS-like master users (conftest): not superusers, so the publication lists
+tables, which is where unlogged tables and schema names with spaces used to break ``sync``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import dataclasses
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from psycopg import conninfo
 from typer.testing import CliRunner, Result
 
+from rdsmigrate import prerequisites
 from rdsmigrate.cli import app
 from rdsmigrate.errors import (
     EXIT_APPLY_ERRORS,
@@ -36,13 +36,19 @@ from rdsmigrate.errors import (
 )
 from rdsmigrate.localpg import LocalCluster, find_bindir
 from rdsmigrate.online import replication
-from tests.conftest import create_database, drop_database
+from tests.conftest import (
+    RDS_SUPERUSER,
+    admin,
+    create_database,
+    drop_database,
+    make_rds_like,
+    online_target_dsn,
+    online_target_url,
+)
 from tests.dbcheck import assert_same
 from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
-
-_roles = itertools.count()
 
 
 def _cli(*args: str) -> Result:
@@ -51,62 +57,65 @@ def _cli(*args: str) -> Result:
 
 @dataclass
 class Pair:
-    """A source database owned by a non-superuser migration role, and a target database."""
+    """A source and a target database, both used as their clusters' RDS-like master user."""
 
     source: LocalCluster
     source_db: str
-    role: str
-    password: str
     target: LocalCluster
     target_db: str
     state: Path
 
     @property
     def source_url(self) -> str:
-        return (f"postgresql://{self.role}:{self.password}@127.0.0.1:{self.source.port}/"
-                f"{self.source_db}?sslmode=disable")
+        return self.source.url(self.source_db)
 
     def args(self) -> list[str]:
-        return ["--source", self.source_url, "--target", self.target.url(self.target_db),
+        return ["--source", self.source_url, "--target", self.target_url,
                 "--state-dir", str(self.state)]
 
+    @property
+    def target_url(self) -> str:
+        return online_target_url(self.target, self.target_db)
+
     def src(self) -> psycopg.Connection[Any]:
-        """As the migration role (the application's writes)."""
+        """As the master user (the application's writes)."""
         return psycopg.connect(self.source_url, autocommit=True)
 
     def src_admin(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.source.dsn(self.source_db), autocommit=True)
+        """As the superuser: server settings and checkpoints, which RDS's user cannot do."""
+        return admin(self.source, self.source_db)
 
     def tgt(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.target.dsn(self.target_db), autocommit=True)
+        """As the tool's target user (conftest's online rule: superuser on a 15 target)."""
+        return psycopg.connect(online_target_dsn(self.target, self.target_db), autocommit=True)
 
 
 @contextlib.contextmanager
 def _pair_on(source: LocalCluster, target: LocalCluster, state: Path) -> Iterator[Pair]:
-    """Fresh databases on the two clusters, the source's owned by a new migration role."""
-    source_db, target_db = create_database(source, "src"), create_database(target, "tgt")
-    role = f"mig_{os.getpid()}_{next(_roles)}"
-    password = secrets.token_urlsafe(12)
-    with psycopg.connect(source.dsn(source_db), autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{password}'")
-        # As RDS's master user: owns the database, may end other sessions (the freeze does).
-        conn.execute(f'ALTER DATABASE "{source_db}" OWNER TO {role}')
-        conn.execute(f"GRANT pg_signal_backend TO {role}")
-    made = Pair(source, source_db, role, password, target, target_db, state)
+    made = Pair(source, create_database(source, "src"), target, create_database(target, "tgt"),
+                state)
     try:
         yield made
     finally:
         _cli("abort", *made.args())
-        drop_database(target, target_db)
-        drop_database(source, source_db)
-        with psycopg.connect(source.dsn(), autocommit=True) as conn:
-            conn.execute(f"DROP ROLE IF EXISTS {role}")
+        drop_database(target, made.target_db)
+        drop_database(source, made.source_db)
 
 
 @pytest.fixture
 def pair(pg_source: LocalCluster, pg_target: LocalCluster, tmp_path: Path) -> Iterator[Pair]:
     with _pair_on(pg_source, pg_target, tmp_path / "state") as made:
         yield made
+
+
+@contextlib.contextmanager
+def _rds_like(name: str, *, source: bool, **settings: str) -> Iterator[LocalCluster]:
+    """A cluster of this test's own (server settings of its own), RDS-like as conftest's."""
+    cluster = LocalCluster(bindir=find_bindir(15), name=name, superuser=RDS_SUPERUSER,
+                           settings={"password_encryption": "'scram-sha-256'", **settings})
+    with cluster:
+        make_rds_like(cluster, source=source)
+        yield cluster
 
 
 def _ours(conn: psycopg.Connection[Any]) -> list[str]:
@@ -175,7 +184,7 @@ def test_unlogged_copy_at_cutover_carries_changes_made_after_sync_and_counts_the
     assert done["unlogged_tables"] == 2 and done["unlogged_rows"] == 51 + 50
     assert done["tables_checked"] == 3  # counted with every other table
     assert "unlogged tables" in done["steps"]
-    assert_same(pair.source.dsn(pair.source_db), pair.target.dsn(pair.target_db))
+    assert_same(pair.source.dsn(pair.source_db), online_target_dsn(pair.target, pair.target_db))
     with pair.tgt() as tgt:
         assert tgt.execute("SELECT count(*) FROM parent WHERE v = 'after sync'").fetchone() == (10,)
 
@@ -193,7 +202,7 @@ def test_a_schema_and_table_named_with_spaces_go_through_sync_and_cutover(pair: 
         src.execute("""UPDATE "my app"."order lines" SET v = v || '!' WHERE id % 2 = 0""")
     cut = _cli("cutover", *pair.args(), "--json")
     assert cut.exit_code == 0, cut.output
-    assert_same(pair.source.dsn(pair.source_db), pair.target.dsn(pair.target_db))
+    assert_same(pair.source.dsn(pair.source_db), online_target_dsn(pair.target, pair.target_db))
     with pair.tgt() as tgt:
         # The per-table index build found its table by oid: the index is there, and valid.
         assert tgt.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = "
@@ -283,15 +292,16 @@ def test_status_exits_13_when_the_worker_is_stopped_and_11_on_ddl_drift_until_th
     assert status["drift"] == [] and status["drift_applied"] == ["public.t"]
     cut = _cli("cutover", *pair.args(), "--json")
     assert cut.exit_code == 0, cut.output
-    assert_same(pair.source.dsn(pair.source_db), pair.target.dsn(pair.target_db))
+    assert_same(pair.source.dsn(pair.source_db), online_target_dsn(pair.target, pair.target_db))
 
 
 def test_status_exits_12_on_an_apply_error_with_its_text_from_the_log_until_resolved(
         pg_source: LocalCluster, tmp_path: Path) -> None:
-    # A target whose log the tool can read (a log collector writing files; superuser target).
-    with LocalCluster(bindir=find_bindir(15), name="tgtlog",
-                      settings={"logging_collector": "on", "wal_retrieve_retry_interval": "1s"}
-                      ) as target, _pair_on(pg_source, target, tmp_path / "state") as pair:
+    # A target whose log the tool can read: a log collector writing files, and a 15 target, on
+    # which the online path runs as superuser (conftest's online rule), who may read them.
+    with _rds_like("tgtlog", source=False, logging_collector="on",
+                   wal_retrieve_retry_interval="1s") as target, \
+            _pair_on(pg_source, target, tmp_path / "state") as pair:
         _synced(pair, "CREATE TABLE t (id int PRIMARY KEY, v text);"
                       "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g")
         with pair.tgt() as tgt:
@@ -328,7 +338,7 @@ def _switch_wal(conn: psycopg.Connection[Any], segments: int) -> None:
 
 def test_status_exits_10_when_the_slot_is_at_risk_then_shows_it_lost(
         pg_target: LocalCluster, tmp_path: Path) -> None:
-    with LocalCluster(bindir=find_bindir(15), name="srcwal") as source, \
+    with _rds_like("srcwal", source=True) as source, \
             _pair_on(source, pg_target, tmp_path / "state") as pair:
         _synced(pair, "CREATE TABLE t (id int PRIMARY KEY, v text);"
                       "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g")
@@ -401,7 +411,7 @@ def test_the_subscription_reaches_the_source_by_the_target_side_address(
         src.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
     with TcpProxy(pair.source.port) as forward:
         via_forward = pair.source_url.replace(f":{pair.source.port}/", f":{forward.port}/")
-        args = ["--source", via_forward, "--target", pair.target.url(pair.target_db),
+        args = ["--source", via_forward, "--target", pair.target_url,
                 "--state-dir", str(pair.state)]
         synced = _cli("sync", *args, "--source-as-seen-by-target",
                       f"127.0.0.1:{pair.source.port}")
@@ -417,44 +427,82 @@ def test_the_subscription_reaches_the_source_by_the_target_side_address(
 
 
 def test_a_pgpass_only_source_password_works_for_a_postgresql_18_subscription(
-        pg_source: LocalCluster, pg18_target: LocalCluster, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_source: LocalCluster, pg18_target: LocalCluster, tmp_path: Path) -> None:
     """PostgreSQL 16+ refuses a subscription without a password for a non-superuser owner: the
     password the runner read from .pgpass must reach the subscription's connection string."""
     with _pair_on(pg_source, pg18_target, tmp_path / "state") as pair:
-        user, password = f"sub_{os.getpid()}_{next(_roles)}", secrets.token_urlsafe(12)
-        with psycopg.connect(pg18_target.dsn(pair.target_db), autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
-            conn.execute(f"GRANT pg_create_subscription TO {user}")
-            conn.execute(f'ALTER DATABASE "{pair.target_db}" OWNER TO {user}')
-        try:
-            pgpass = tmp_path / "pgpass"
-            pgpass.write_text(f"127.0.0.1:{pg_source.port}:{pair.source_db}:{pair.role}:"
-                              f"{pair.password}\n")
-            pgpass.chmod(0o600)
-            monkeypatch.setenv("PGPASSFILE", str(pgpass))
-            monkeypatch.delenv("PGPASSWORD", raising=False)
-            with pair.src() as src:
-                src.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
-                            "INSERT INTO t VALUES (1, 'a')")
-            args = ["--source", f"postgresql://{pair.role}@127.0.0.1:{pg_source.port}/"
-                    f"{pair.source_db}?sslmode=disable",
-                    "--target", f"postgresql://{user}:{password}@127.0.0.1:{pg18_target.port}/"
-                    f"{pair.target_db}?sslmode=disable", "--state-dir", str(pair.state)]
-            # A process of its own: the copy's worker processes must see this environment.
-            synced = subprocess.run([sys.executable, "-c", "from rdsmigrate.cli import main; main()",
-                                     "sync", *args], capture_output=True, text=True, timeout=300)
-            assert synced.returncode == 0, synced.stderr
-            assert pair.password not in synced.stdout + synced.stderr
-            with pair.src() as src:
-                src.execute("INSERT INTO t VALUES (2, 'streamed to 18')")
-            with pair.tgt() as tgt:
-                _until("the row on 18", lambda: tgt.execute(
-                    "SELECT v FROM t WHERE id = 2").fetchone() == ("streamed to 18",))
-            cut = _cli("cutover", *args)
-            assert cut.exit_code == 0, cut.output
-        finally:
-            _cli("abort", *pair.args())
-            with psycopg.connect(pg18_target.dsn(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pair.target_db}" WITH (FORCE)')
-                conn.execute(f"DROP ROLE IF EXISTS {user}")
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"127.0.0.1:{pg_source.port}:{pair.source_db}:postgres:"
+                          f"{pg_source.password}\n")
+        pgpass.chmod(0o600)
+        with pair.src() as src:
+            src.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
+        with pair.tgt() as tgt:  # the target's master user: no superuser, as on RDS
+            assert tgt.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                               ).fetchone() == (False,)
+        args = ["--source", f"postgresql://postgres@127.0.0.1:{pg_source.port}/"
+                f"{pair.source_db}?sslmode=disable", "--target", pair.target_url,
+                "--state-dir", str(pair.state)]
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        env["PGPASSFILE"] = str(pgpass)
+        # A process of its own: the copy's worker processes must see this environment.
+        synced = subprocess.run([sys.executable, "-c", "from rdsmigrate.cli import main; main()",
+                                 "sync", *args], capture_output=True, text=True, timeout=300,
+                                env=env)
+        assert synced.returncode == 0, synced.stderr
+        assert pg_source.password not in synced.stdout + synced.stderr
+        with pair.src() as src:
+            src.execute("INSERT INTO t VALUES (2, 'streamed to 18')")
+        with pair.tgt() as tgt:
+            _until("the row on 18", lambda: tgt.execute(
+                "SELECT v FROM t WHERE id = 2").fetchone() == ("streamed to 18",))
+        cut = _cli("cutover", *pair.args())
+        assert cut.exit_code == 0, cut.output
+
+
+# --- the development side: what preflight tells a source without logical replication ----------
+
+def test_preflight_names_the_aws_commands_for_an_rds_source_and_the_conf_lines_otherwise() -> None:
+    role = prerequisites.SourceRole(
+        user="app", user_sql="app", superuser=False, may_replicate=False, bypass_rls=False,
+        wal_level="replica", free_slots=5, max_slots=10, free_walsenders=5,
+        lo_compat_privileges=False, on_rds=True, major=15)
+    host = "devdb.c9akciq32.eu-west-1.rds.amazonaws.com"
+    found = {code: fix for code, _, fix, _ in prerequisites.replication_findings(role, host)}
+    fix = found["wal-level"]
+    for command in (
+            "aws rds create-db-parameter-group --region eu-west-1 --db-parameter-group-name "
+            "rdsmigrate-logical-postgres15 --db-parameter-group-family postgres15",
+            "ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot",
+            "ParameterName=max_slot_wal_keep_size,ParameterValue=65536,ApplyMethod=immediate",
+            "aws rds modify-db-instance --region eu-west-1 --db-instance-identifier devdb "
+            "--db-parameter-group-name rdsmigrate-logical-postgres15 --apply-immediately",
+            "aws rds reboot-db-instance --region eu-west-1 --db-instance-identifier devdb",
+            "GRANT rds_replication TO app;"):
+        assert command in fix
+    assert "postgresql.conf" not in fix
+
+    elsewhere = {code: (fix, rds) for code, _, fix, rds in prerequisites.replication_findings(
+        dataclasses.replace(role, on_rds=False), "db.example.com")}
+    fix, rds = elsewhere["wal-level"]
+    assert "in postgresql.conf: wal_level = logical and max_slot_wal_keep_size = 64GB" in fix
+    assert rds is not None and "--db-instance-identifier <source-instance-id>" in rds
+
+
+def test_preflight_of_an_rds_like_source_without_logical_replication(tmp_path: Path) -> None:
+    """A server with RDS's settings (rds.*) and wal_level=replica: sync's preflight names the
+    AWS commands, and warns of an unbounded max_slot_wal_keep_size."""
+    with _rds_like("rdsrepl", source=True, wal_level="replica",
+                   **{"rds.extensions": "'plpgsql'"}) as source, \
+            _rds_like("tgtrepl", source=False) as target, \
+            _pair_on(source, target, tmp_path / "state") as pair:
+        refused = _cli("sync", *pair.args())
+        assert refused.exit_code == 2, refused.output
+        assert "aws rds modify-db-parameter-group" in refused.stderr
+        assert "aws rds reboot-db-instance --db-instance-identifier <source-instance-id>" in \
+            refused.stderr
+        assert "postgresql.conf" not in refused.stderr
+        shown = _cli("preflight", "--source", pair.source_url, "--target", pair.target_url,
+                     "--json")
+        findings = json.loads(shown.stdout)
+        assert "wal-level" in json.dumps(findings)

@@ -115,6 +115,12 @@ class SourceRole:
     max_slots: int
     free_walsenders: int
     lo_compat_privileges: bool
+    on_rds: bool = False
+    """Which fixes to name: RDS's settings are there (``rds.extensions`` also as set in the
+    server's configuration, which is how a test server plays RDS)."""
+    major: int = 0
+    max_slot_wal_keep_mb: int = -1
+    """The source's ``max_slot_wal_keep_size`` in MB; -1 unbounded (the default)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,10 @@ SELECT current_user, quote_ident(current_user), r.rolsuper,
        current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots),
        current_setting('max_replication_slots')::int,
        current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication),
-       current_setting('lo_compat_privileges')::bool
+       current_setting('lo_compat_privileges')::bool,
+       {_ON_RDS} OR current_setting('rds.extensions', true) IS NOT NULL,
+       current_setting('server_version_num')::int,
+       coalesce((SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size'), -1)
   FROM pg_roles r WHERE r.rolname = current_user
 """
 
@@ -172,7 +181,8 @@ def source_role(conn: psycopg.Connection[Any]) -> SourceRole:
     return SourceRole(
         user=row[0], user_sql=row[1], superuser=row[2], may_replicate=row[3], bypass_rls=row[4],
         wal_level=row[5], free_slots=int(row[6]), max_slots=int(row[7]),
-        free_walsenders=int(row[8]), lo_compat_privileges=row[9],
+        free_walsenders=int(row[8]), lo_compat_privileges=row[9], on_rds=bool(row[10]),
+        major=server_major(int(row[11])), max_slot_wal_keep_mb=int(row[12]),
     )
 
 
@@ -754,17 +764,61 @@ SELECT slot_name::text FROM pg_replication_slots
 """
 
 
-def replication_findings(role: SourceRole) -> list[tuple[str, str, str, str | None]]:
+# The source's own retention bound for the slot: WAL beyond it is removed and the slot lost,
+# rather than the source's disk filled by a stalled migration. 64 GB: size it below free storage.
+SLOT_WAL_KEEP_MB = 65536
+# "<instance>.<hash>.<region>.rds.amazonaws.com": the endpoint names the instance and its region.
+_RDS_HOST = re.compile(r"^([a-z][a-z0-9-]*)\.[a-z0-9]+\.([a-z]{2}(?:-[a-z]+)+-\d)\.rds\.amazonaws\.com$")
+
+
+def rds_instance(host: str) -> tuple[str | None, str | None]:
+    """(instance id, region) from an RDS endpoint host name; (None, None) for any other host."""
+    match = _RDS_HOST.match(host.lower())
+    return (match.group(1), match.group(2)) if match else (None, None)
+
+
+def rds_logical_commands(role: SourceRole, host: str = "") -> str:
+    """The AWS CLI commands that turn logical replication on for an RDS source, with a bounded
+    ``max_slot_wal_keep_size``: a custom parameter group (the default one cannot be changed),
+    the instance moved to it, a reboot (``rds.logical_replication`` is static), the grant."""
+    instance, region = rds_instance(host)
+    ident = instance or "<source-instance-id>"
+    where = f" --region {region}" if region else ""
+    family = f"postgres{role.major}" if role.major else "postgres<major version>"
+    group = f"rdsmigrate-logical-{family}"
+    return (
+        f"rds.logical_replication=1 in a custom DB parameter group, then a reboot: "
+        f"aws rds create-db-parameter-group{where} --db-parameter-group-name {group} "
+        f"--db-parameter-group-family {family} --description 'rdsmigrate: logical replication' "
+        f"&& aws rds modify-db-parameter-group{where} --db-parameter-group-name {group} "
+        "--parameters 'ParameterName=rds.logical_replication,ParameterValue=1,"
+        "ApplyMethod=pending-reboot' 'ParameterName=max_slot_wal_keep_size,ParameterValue="
+        f"{SLOT_WAL_KEEP_MB},ApplyMethod=immediate' "
+        f"&& aws rds modify-db-instance{where} --db-instance-identifier {ident} "
+        f"--db-parameter-group-name {group} --apply-immediately "
+        f"&& aws rds reboot-db-instance{where} --db-instance-identifier {ident}; "
+        f"then, as the master user: GRANT rds_replication TO {role.user_sql}; (an instance that "
+        "already has a custom parameter group: modify that group instead of creating one)")
+
+
+def replication_findings(role: SourceRole, host: str = "") -> list[tuple[str, str, str, str | None]]:
     """What stands in the way of the logical replication slot the snapshot comes from:
-    ``(code, problem, fix, fix on RDS)``."""
+    ``(code, problem, fix, fix on RDS)``. On a source detected as RDS the fix is RDS's alone;
+    ``host`` (the source's) names the instance in the AWS commands when it is an RDS endpoint."""
     found: list[tuple[str, str, str, str | None]] = []
     if role.wal_level != "logical":
+        rds = rds_logical_commands(role, host)
         found.append((
             "wal-level",
             f"the source has wal_level={role.wal_level}, and copy takes its consistent snapshot "
             "from a logical replication slot",
-            "ALTER SYSTEM SET wal_level = logical; then restart the server",
-            "set rds.logical_replication=1 in the DB parameter group, then reboot",
+            rds if role.on_rds else (
+                "in postgresql.conf: wal_level = logical and max_slot_wal_keep_size = "
+                f"{SLOT_WAL_KEEP_MB // 1024}GB (bounded: a stalled migration's slot cannot fill "
+                "the disk), then restart the server (or ALTER SYSTEM SET wal_level = logical; "
+                f"ALTER SYSTEM SET max_slot_wal_keep_size = '{SLOT_WAL_KEEP_MB // 1024}GB'; then "
+                "restart)"),
+            rds,
         ))
     if not role.may_replicate:
         found.append((
@@ -802,7 +856,7 @@ def _replication(ctx: Context) -> Iterator[Finding]:
     ``pg_export_snapshot()``, just as consistent, so forcing ``wal_level=logical`` (a restart, on
     RDS a reboot) on someone who only wants an offline copy would be a needless blocker. When
     replication must follow (``sync``), the slot is required."""
-    for code, problem, fix, rds_fix in replication_findings(ctx.source_role):
+    for code, problem, fix, rds_fix in replication_findings(ctx.source_role, ctx.source.host):
         if ctx.online:
             yield blocker(code, problem, fix, rds_fix)
         else:
@@ -818,6 +872,29 @@ def _replication(ctx: Context) -> Iterator[Finding]:
             "unless an online migration is running, remove them with `rdsmigrate abort` or "
             "SELECT pg_drop_replication_slot('<name>')",
         )
+
+
+@check
+def _slot_wal_bound(ctx: Context) -> Iterator[Finding]:
+    """An online migration's slot holds the source's WAL until the target confirms it: a
+    stalled target with an unbounded ``max_slot_wal_keep_size`` fills the source's disk (an
+    outage of the source), a bounded one loses the slot instead (a new sync), which ``status``
+    warns of before it happens."""
+    role = ctx.source_role
+    if not ctx.online or role.max_slot_wal_keep_mb >= 0 or role.major < 13:
+        return
+    instance, region = rds_instance(ctx.source.host)
+    where = f" --region {region}" if region else ""
+    yield warning(
+        "slot-wal-unbounded",
+        "the source has max_slot_wal_keep_size=-1 (unbounded): if the target stops confirming, "
+        "the migration's slot keeps WAL until the source's disk is full",
+        f"ALTER SYSTEM SET max_slot_wal_keep_size = '{SLOT_WAL_KEEP_MB // 1024}GB'; SELECT "
+        "pg_reload_conf(); (below the free disk space; no restart needed)",
+        f"aws rds modify-db-parameter-group{where} --db-parameter-group-name <the instance's "
+        f"custom parameter group> --parameters 'ParameterName=max_slot_wal_keep_size,"
+        f"ParameterValue={SLOT_WAL_KEEP_MB},ApplyMethod=immediate' (instance "
+        f"{instance or '<source-instance-id>'}; no reboot needed)")
 
 
 @check

@@ -23,9 +23,10 @@
 ``status`` exits non-zero when the migration is unhealthy, with the codes of
 :mod:`rdsmigrate.errors` (10 slot at risk or lost, 11 DDL drift, 12 apply errors since the last
 ``status``, 13 not streaming), so a script or a monitor can act on it. Apply errors are counted
-from the previous ``status`` run (remembered in the state directory; from a fresh one, every
-error since the subscription was created counts): a conflict that was resolved stops failing
-the check, one that persists keeps adding errors.
+from the previous ``status`` run (remembered in the state directory): a conflict that was
+resolved stops failing the check, one that persists keeps adding errors. From a fresh state
+directory (the runner's), errors count while the apply worker is down or restarted within the
+last minute, as it does after each error.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class OnlineStatus(BaseModel):
     max_slot_wal_keep_bytes: int | None = None
     """The source's ``max_slot_wal_keep_size``; None when unbounded (-1)."""
     subscription_enabled: bool = True
+    worker_age_s: float | None = None
+    """Seconds since the apply worker started: it restarts after every error."""
     apply_errors: int | None
     sync_errors: int | None
     new_apply_errors: int | None = None
@@ -241,8 +244,10 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
     sub = tgt.execute(
         "SELECT s.oid, s.subenabled FROM pg_subscription s WHERE s.subname = %s AND s.subdbid = "
         "(SELECT oid FROM pg_database WHERE datname = current_database())", [name]).fetchone()
-    worker = tgt.execute("SELECT pid FROM pg_stat_subscription WHERE subname = %s AND relid IS NULL "
-                         "AND pid IS NOT NULL", [name]).fetchone()
+    worker = tgt.execute(
+        "SELECT s.pid, extract(epoch FROM now() - a.backend_start)::float8 "
+        "FROM pg_stat_subscription s LEFT JOIN pg_stat_activity a ON a.pid = s.pid "
+        "WHERE s.subname = %s AND s.relid IS NULL AND s.pid IS NOT NULL", [name]).fetchone()
     apply_errors = sync_errors = None
     if sub and server_major(tgt.info.server_version) >= 15:
         errors = tgt.execute("SELECT apply_error_count, sync_error_count "
@@ -272,6 +277,7 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
         safe_wal_bytes=int(slot[4]) if slot and slot[4] is not None else None,
         max_slot_wal_keep_bytes=keep_mb * 1024 * 1024 if keep_mb >= 0 else None,
         subscription_enabled=bool(sub[1]) if sub else False,
+        worker_age_s=float(worker[1]) if worker and worker[1] is not None else None,
         apply_errors=apply_errors, sync_errors=sync_errors, new_apply_errors=(
             None if apply_errors is None else apply_errors + (sync_errors or 0)),
         tables=tables, drift=drift, drift_applied=applied, frozen=is_frozen(src),
@@ -389,14 +395,25 @@ def run(source: Endpoint, target: Endpoint, options: StatusOptions) -> OnlineSta
             return status
         total = status.apply_errors + (status.sync_errors or 0)
         seen = _ErrorsSeen.load(options.state_dir, target, status.name)
-        status.new_apply_errors = total - seen.count if seen and seen.count <= total else total
-        status.errors_since = seen.at if seen else None
+        if seen is not None and seen.count <= total:
+            status.new_apply_errors, status.errors_since = total - seen.count, seen.at
+        else:
+            # No earlier count (a fresh state directory, as on the runner): the errors are
+            # current while the worker is down or has just restarted (it restarts after each).
+            age = status.worker_age_s
+            current = not status.worker_running or (age is not None and age < RECENT_RESTART_S)
+            status.new_apply_errors = total if current else 0
         _ErrorsSeen(subscription=status.name, count=total,
                     at=time.strftime("%Y-%m-%d %H:%M:%S %Z")).save(options.state_dir, target)
         if total:
             status.error_log, status.last_error_at, status.error_log_hint = server_log_errors(tgt)
         return _judge(status, retained_warn_bytes=options.retained_wal_warn_bytes,
                       safe_wal_min_fraction=options.safe_wal_min_fraction)
+
+
+# The apply worker restarts wal_retrieve_retry_interval (5 s) after an error: one that has run
+# longer than this has not failed lately.
+RECENT_RESTART_S = 60.0
 
 
 class _ErrorsSeen(BaseModel):
