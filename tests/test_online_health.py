@@ -169,7 +169,7 @@ def test_unlogged_copy_at_cutover_carries_changes_made_after_sync_and_counts_the
                     "INSERT INTO child SELECT g, g, 'c' FROM generate_series(1, 50) g")
     synced = _cli("sync", *pair.args(), "--unlogged", "copy-at-cutover", "--json")
     assert synced.exit_code == 0, synced.output
-    report = json.loads(synced.stdout)
+    report = json.loads(synced.stdout)["result"]
     assert sorted(report["unlogged_at_cutover"]) == ["public.child", "public.parent"]
     assert report["tables"] == 1  # only `kept` is replicated
 
@@ -180,7 +180,7 @@ def test_unlogged_copy_at_cutover_carries_changes_made_after_sync_and_counts_the
                     "DELETE FROM child WHERE id = 1; UPDATE kept SET v = 'k2' WHERE id = 1")
     cut = _cli("cutover", *pair.args(), "--json")
     assert cut.exit_code == 0, cut.output
-    done = json.loads(cut.stdout)
+    done = json.loads(cut.stdout)["result"]
     assert done["unlogged_tables"] == 2 and done["unlogged_rows"] == 51 + 50
     assert done["tables_checked"] == 3  # counted with every other table
     assert "unlogged tables" in done["steps"]
@@ -215,7 +215,9 @@ def test_a_schema_and_table_named_with_spaces_go_through_sync_and_cutover(pair: 
 def _status(pair: Pair, *extra: str) -> tuple[int, dict[str, Any], str]:
     shown = _cli("status", *pair.args(), "--json", "--lag-timeout", "1", *extra)
     assert shown.stdout, shown.output
-    return shown.exit_code, json.loads(shown.stdout), shown.stderr
+    body = json.loads(shown.stdout)  # the --json envelope
+    assert body["exit_code"] == shown.exit_code and body["result"], shown.output
+    return shown.exit_code, body["result"], shown.stderr
 
 
 def _until(what: str, check: Any, timeout_s: float = 40.0) -> Any:
@@ -266,7 +268,8 @@ def test_status_exits_13_when_the_worker_is_stopped_and_11_on_ddl_drift_until_th
     assert [p["kind"] for p in status["problems"]] == ["not streaming"]
     assert "ENABLE" in status["problems"][0]["message"]
     shown = _cli("status", *pair.args(), "--lag-timeout", "1")
-    assert shown.exit_code == 13 and "not streaming (exit 13)" in shown.stderr
+    assert shown.exit_code == 13 and "not streaming (exit 13)" in shown.output
+    assert "error: not streaming: the subscription is disabled" in shown.stderr
     with pair.tgt() as tgt:
         tgt.execute(f"ALTER SUBSCRIPTION {status['name']} ENABLE")
     _until("streaming again", lambda: _healthy(pair))
@@ -317,7 +320,7 @@ def test_status_exits_12_on_an_apply_error_with_its_text_from_the_log_until_reso
         problem = next(p for p in status["problems"] if p["kind"] == "apply errors")
         assert "remove it there" in problem["message"]
         shown = _cli("status", *pair.args(), "--lag-timeout", "1")
-        assert "duplicate key value" in shown.stderr and "the last at 20" in shown.stderr
+        assert "duplicate key value" in shown.output and "the last at 20" in shown.output
 
         # Resolved on the target: the next errors stop, and status is healthy again.
         with pair.tgt() as tgt:
@@ -372,7 +375,7 @@ def test_status_exits_10_when_the_slot_is_at_risk_then_shows_it_lost(
             assert status["problems"][0]["kind"] == "slot lost"
             assert "cannot continue" in status["problems"][0]["message"]
             shown = _cli("status", *pair.args(), "--lag-timeout", "1")
-            assert shown.exit_code == 10 and "WAL held on the source: lost" in shown.stderr
+            assert shown.exit_code == 10 and "WAL held on the source: lost" in shown.output
 
 
 # --- the source as the target sees it ---------------------------------------------------------

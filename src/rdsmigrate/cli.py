@@ -34,6 +34,7 @@ from rdsmigrate.errors import (
     DifferencesFound,
     Interrupted,
     RdsMigrateError,
+    Unhealthy,
 )
 from rdsmigrate.progress import Reporter
 from rdsmigrate.settings import CopyOptions, Selection, VerifyOptions
@@ -376,8 +377,10 @@ def status(
         phase.watch(src, tgt, options, _results(), as_json=as_json)
     result = phase.run(src, tgt, options)
     emit(result, as_json, reporter)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    if result.problems:
+        first = result.problems[0]
+        more = f" (+{len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+        raise Unhealthy(f"{first.kind}: {first.message}{more}", result.exit_code)
 
 
 @app.command()

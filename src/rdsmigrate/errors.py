@@ -52,6 +52,14 @@ class DifferencesFound(RdsMigrateError):
     exit_code = EXIT_DIFFERENCES
 
 
+class Unhealthy(RdsMigrateError):
+    """``status`` found the online migration unhealthy; ``exit_code`` is one of 10-13."""
+
+    def __init__(self, problem: str, exit_code: int) -> None:
+        super().__init__(problem)
+        self.exit_code = exit_code
+
+
 class Interrupted(RdsMigrateError):
     """The user stopped the command (Ctrl-C, SIGTERM or SIGHUP); the message says what state
     remains. The CLI exits 128 + the signal (``rdsmigrate.interrupts``), 130 for Ctrl-C."""
