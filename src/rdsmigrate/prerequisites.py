@@ -24,7 +24,6 @@ sessions are ``READ ONLY``, so a check cannot write whatever it runs.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -934,18 +933,19 @@ def _subscription(ctx: Context) -> Iterator[Finding]:
 
 def _subscription_password(ctx: Context) -> Iterator[Finding]:
     """PostgreSQL 16+ makes a subscription owned by a non-superuser connect with a password
-    (``password_required``): one in its connection string, which the target server reads (it has
-    neither our environment nor our ~/.pgpass), and one the source actually asks for."""
+    (``password_required``): one in its connection string, and one the source actually asks for.
+    The target server has neither our environment nor our ~/.pgpass, so ``sync`` puts the password
+    this connection sent (libpq's ``PQpass``: from the URL, PGPASSWORD or ~/.pgpass alike) into
+    the subscription's connection string (:mod:`rdsmigrate.online.replication`)."""
     user = ctx.source.user
-    if not (ctx.source.password or os.environ.get("PGPASSWORD")):
+    if not ctx.src.info.password:
         yield blocker(
             "subscription-password",
             f"the subscription on the target must log in to the source as {user} with a "
             "password (PostgreSQL 16+ requires one of a subscription owned by a non-superuser), "
-            "and the source's connection gives none (a ~/.pgpass is read here, not by the target "
-            "server)",
-            "put the password in --source (password=... or postgresql://user:password@...) or in "
-            "PGPASSWORD")
+            "and the source's connection used none",
+            "give the source's password in --source (postgresql://user:password@...), "
+            "PGPASSWORD or ~/.pgpass")
     elif not ctx.src.pgconn.used_password:
         yield blocker(
             "subscription-password",

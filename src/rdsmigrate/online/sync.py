@@ -44,7 +44,6 @@ from rdsmigrate.copy.snapshot import new_slot_name
 from rdsmigrate.db import catalog
 from rdsmigrate.db.connect import Endpoint, connect, redact_secrets
 from rdsmigrate.db.selection import resolve
-from rdsmigrate.db.tools import server_major
 from rdsmigrate.errors import Interrupted, RdsMigrateError, UserError
 from rdsmigrate.online import fingerprint, replication, state
 from rdsmigrate.online.freeze import is_frozen, writable
@@ -168,22 +167,13 @@ def _for_sync(exc: RdsMigrateError) -> RdsMigrateError:
 def _subscription_source(source: Endpoint, target: Endpoint, options: SyncOptions,
                          reporter: Reporter) -> replication.SubscriptionSource:
     """The connection string the target server will use, from the runner's own connection (so
-    a ``.pgpass`` password is carried too); refused now if the target would refuse it."""
+    a ``.pgpass`` password is carried too), built before anything is created: a bad
+    ``--source-as-seen-by-target`` or sslmode is refused now, not after the copy (preflight's
+    ``subscription-password`` refuses a PostgreSQL 16+ target without a password)."""
     with connect(source, autocommit=True) as src:
         reached = replication.subscription_source_of(
             src, seen_by_target=options.source_as_seen_by_target,
             sslmode=options.subscription_sslmode)
-    if not reached.has_password:
-        with connect(target, autocommit=True) as tgt:
-            row = tgt.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-                              ).fetchone()
-            major = server_major(tgt.info.server_version)
-        if major >= 16 and not (row and row[0]):
-            raise UserError(
-                "the source connection used no password, and PostgreSQL "
-                f"{major} refuses a subscription without one unless its owner is a superuser: "
-                "give the source a password-authenticated user (in the URL, PGPASSWORD or "
-                "~/.pgpass)")
     for note in reached.notes:
         reporter.info(note)
     return reached
