@@ -397,7 +397,9 @@ def test_sync_killed_in_each_phase_then_rerun_or_abort_and_sync_again(
             assert m.objects() == {"slots": [], "publications": [], "subscriptions": []}
             again = m.run("sync", "--jobs", "2", "--replica-identity-full", "--replace")
         else:
-            again = m.run("sync", "--jobs", "2", "--replica-identity-full")
+            # Continued from the record on the target alone: a fresh, empty state directory.
+            again = m.run("sync", "--jobs", "2", "--replica-identity-full",
+                          state_dir=m.tmp / "empty-sync")
             assert "continuing" in again.stderr, again.stderr
         assert again.returncode == 0, again.stderr
         rerun = m.run("sync", "--jobs", "2", "--replica-identity-full")
