@@ -33,13 +33,15 @@ def _args(src: LocalCluster, src_db: str, tgt: LocalCluster, tgt_db: str, state:
 
 
 def _relations(cluster: LocalCluster, db: str) -> set[str]:
-    """Every user table and sequence as ``schema.name``, read straight from pg_class."""
+    """Every user table and sequence as ``schema.name``, read straight from pg_class (the
+    tool's own ``rdsmigrate`` schema, where ``sync`` keeps its record, left out)."""
     with psycopg.connect(cluster.dsn(db)) as conn:
         rows = conn.execute(
             """SELECT n.nspname || '.' || c.relname FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind IN ('r', 'p', 'S')
-                  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"""
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast',
+                                        'rdsmigrate')"""
         ).fetchall()
     return {r[0] for r in rows}
 
