@@ -285,7 +285,9 @@ def _refuse_unless_ready(status: OnlineStatus, options: CutoverOptions, *,
             f"replication {status.name} is not streaming (subscription "
             f"{'present' if status.subscription else 'missing'}, apply worker "
             f"{'running' if status.worker_running else 'stopped'}, slot "
-            f"{'active' if status.slot_active else 'inactive'}): see `rdsmigrate status`")
+            f"{'active' if status.slot_active else 'inactive'}"
+            f"{', no reply from the apply worker for a while' if status.silent else ''}): "
+            "see `rdsmigrate status`")
     if continuing:
         return  # frozen by this cutover: the lag can only shrink
     if status.frozen:

@@ -11,6 +11,11 @@
   (``wal_status``, ``safe_wal_size``): with a bounded ``max_slot_wal_keep_size`` the source
   invalidates a slot that falls too far behind ("lost"), after which this migration cannot
   continue;
+- whether the apply worker still talks to the source: it replies to the walsender at least every
+  ``wal_receiver_status_interval`` (the target's setting) while it runs, so a reply older than
+  that plus ``REPLY_MARGIN_S`` (``pg_stat_replication.reply_time``) means a connection that is
+  open but silent (a network partition, which PostgreSQL itself only ends after
+  ``wal_sender_timeout``, 60 s by default) or a worker stuck behind a lock: not streaming;
 - the apply worker (``pg_stat_subscription``), the subscription's ``enabled`` flag, and the error
   counts (``pg_stat_subscription_stats`` on PostgreSQL 15+); the error text itself is only in the
   target server's log, read where the target user may (``pg_ls_logdir``, ``pg_read_file``);
@@ -64,6 +69,10 @@ from rdsmigrate.settings import Selection
 
 _PROBE_POLL_S = 0.02
 
+REPLY_MARGIN_S = 5.0
+"""Added to ``wal_receiver_status_interval``: the worker wakes every second to reply, later on a
+busy target."""
+
 _SUBSCRIPTION_STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized",
                         "r": "ready"}
 
@@ -104,6 +113,11 @@ class OnlineStatus(BaseModel):
     max_slot_wal_keep_bytes: int | None = None
     """The source's ``max_slot_wal_keep_size``; None when unbounded (-1)."""
     subscription_enabled: bool = True
+    reply_age_s: float | None = None
+    """Seconds since the source's walsender last heard from the apply worker."""
+    reply_limit_s: float | None = None
+    """The longest silence of a working apply worker (``wal_receiver_status_interval`` plus
+    ``REPLY_MARGIN_S``); None when the target does not say."""
     worker_age_s: float | None = None
     """Seconds since the apply worker started: it restarts after every error."""
     apply_errors: int | None
@@ -128,7 +142,13 @@ class OnlineStatus(BaseModel):
     @property
     def streaming(self) -> bool:
         return (self.subscription and self.subscription_enabled and self.worker_running
-                and self.slot_active)
+                and self.slot_active and not self.silent)
+
+    @property
+    def silent(self) -> bool:
+        """The apply worker has not replied for longer than it does while it works."""
+        return (self.reply_age_s is not None and self.reply_limit_s is not None
+                and self.reply_age_s > self.reply_limit_s)
 
     def render(self, reporter: Reporter) -> None:
         def line(text: str) -> None:
@@ -140,7 +160,8 @@ class OnlineStatus(BaseModel):
         line(f"{self.name} ({self.phase}): "
              f"{'streaming' if self.streaming else 'NOT streaming'} (apply worker "
              f"{'running' if self.worker_running else 'stopped'}, slot "
-             f"{'active' if self.slot_active else ('inactive' if self.slot else 'missing')})")
+             f"{'active' if self.slot_active else ('inactive' if self.slot else 'missing')}"
+             f"{f', no reply for {self.reply_age_s:.0f} s' if self.silent else ''})")
         held = ("lost (the slot was invalidated)" if self.wal_status == "lost" else
                 "?" if self.retained_wal_bytes is None else human_bytes(self.retained_wal_bytes))
         safety = "" if self.wal_status in (None, "lost") else f" (slot {self.wal_status}" + (
@@ -238,12 +259,16 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
         """SELECT s.active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::int8,
                   pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::int8,
                   to_jsonb(s) ->> 'wal_status', (to_jsonb(s) ->> 'safe_wal_size')::int8,
-                  (SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size')
+                  (SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size'),
+                  (SELECT extract(epoch FROM now() - coalesce(r.reply_time, r.backend_start))
+                     FROM pg_stat_replication r WHERE r.pid = s.active_pid)::float8
              FROM pg_replication_slots s WHERE s.slot_name = %s""", [name]).fetchone()
     publication = src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone()
     sub = tgt.execute(
         "SELECT s.oid, s.subenabled FROM pg_subscription s WHERE s.subname = %s AND s.subdbid = "
         "(SELECT oid FROM pg_database WHERE datname = current_database())", [name]).fetchone()
+    interval = tgt.execute("SELECT setting::int FROM pg_settings "
+                           "WHERE name = 'wal_receiver_status_interval'").fetchone()
     worker = tgt.execute(
         "SELECT s.pid, extract(epoch FROM now() - a.backend_start)::float8 "
         "FROM pg_stat_subscription s LEFT JOIN pg_stat_activity a ON a.pid = s.pid "
@@ -277,6 +302,9 @@ def measure(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], record: 
         safe_wal_bytes=int(slot[4]) if slot and slot[4] is not None else None,
         max_slot_wal_keep_bytes=keep_mb * 1024 * 1024 if keep_mb >= 0 else None,
         subscription_enabled=bool(sub[1]) if sub else False,
+        reply_age_s=float(slot[6]) if slot and slot[6] is not None else None,
+        # 0 disables the worker's timed replies: then there is no bound to judge by.
+        reply_limit_s=interval[0] + REPLY_MARGIN_S if interval and interval[0] > 0 else None,
         worker_age_s=float(worker[1]) if worker and worker[1] is not None else None,
         apply_errors=apply_errors, sync_errors=sync_errors, new_apply_errors=(
             None if apply_errors is None else apply_errors + (sync_errors or 0)),
@@ -371,7 +399,13 @@ def _judge(status: OnlineStatus, *, retained_warn_bytes: int,
                "the subscription is missing on the target" if not status.subscription else
                "the apply worker is not running: the target server's log says why"
                if not status.worker_running else
-               f"the slot {name} is {'inactive' if status.slot else 'missing'} on the source")
+               f"the slot {name} is {'inactive' if status.slot else 'missing'} on the source"
+               if not status.slot_active else
+               f"no reply from the apply worker for {status.reply_age_s:.0f} s (it replies every "
+               f"{(status.reply_limit_s or 0) - REPLY_MARGIN_S:.0f} s while it works): the "
+               "connection between the servers is stalled (PostgreSQL reconnects after "
+               "wal_sender_timeout / wal_receiver_timeout) or the worker waits for a lock on the "
+               "target")
         problems.append(Problem(code=EXIT_NOT_STREAMING, kind="not streaming", message=why))
     status.problems = problems
     status.exit_code = problems[0].code if problems else EXIT_OK
