@@ -161,7 +161,7 @@ class LocalCluster:
     superuser: str = SUPERUSER
     settings: dict[str, str] = field(default_factory=dict)
     port: int = 0
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     base: Path = field(init=False)
     datadir: Path = field(init=False)
     _user: pwd.struct_passwd | None = field(init=False, default=None)
