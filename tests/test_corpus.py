@@ -174,6 +174,7 @@ def regression_db(pg_source: LocalCluster, regression_template: str) -> Iterator
 REGRESSION_EXCEPTIONS: dict[str, str] = {}
 
 
+@pytest.mark.xdist_group("regression")
 def test_regression_database_differs_only_where_pg_restore_does(
     regression_db: str, pg_source: LocalCluster, pg_target: LocalCluster, tmp_path: Path,
 ) -> None:
@@ -256,7 +257,10 @@ SYNC_EXCEPTIONS: dict[int, dict[str, str]] = {
 }
 
 
+@pytest.mark.xdist_group("regression")
 @pytest.mark.parametrize("major", [15, 18])
+@pytest.mark.xfail(strict=True, reason="sync exits 3 on an unlogged table (the publication lists "
+                   "tables and PostgreSQL refuses unlogged ones), issue 10 item 11")
 def test_regression_database_through_sync_and_cutover(
     major: int, regression_db: str, pg_source: LocalCluster, request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -283,6 +287,9 @@ def test_regression_database_through_sync_and_cutover(
         cut = CliRunner().invoke(app, ["cutover", *args, "--timeout", "60"])
         assert cut.exit_code == 0, cut.output[-3000:]
         seconds = time.monotonic() - t0
+        # The README's last step once the migration is over: the tool's record goes.
+        with admin(target, ours) as conn:
+            conn.execute("DROP SCHEMA rdsmigrate CASCADE")
         # The baseline from the frozen source as it is now (sync set REPLICA IDENTITY FULL).
         restore_errors = pg_dump_restore(bindir, pg_source.dsn(regression_db), target.dsn(theirs))
         expected = compare.image(superuser_dsn(pg_source, regression_db), bindir / "pg_dump")

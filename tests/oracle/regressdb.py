@@ -22,6 +22,7 @@ Run by hand: ``python -m tests.oracle.regressdb`` (prints the cache directory an
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -94,8 +95,12 @@ def fetch_source(work: Path) -> Path:
         if not SOURCES_LIST.exists():
             SOURCES_LIST.write_text(DEB_SRC)
             _run(["apt-get", "update", "-qq"])
-        if shutil.which("dpkg-source") is None:
-            _run(["apt-get", "install", "-y", "-qq", "dpkg-dev"],
+        # dpkg-dev brings make, patch, bzip2 and xz; the compiler is ours to ask for.
+        missing = [pkg for pkg, tool in (("dpkg-dev", "dpkg-source"), ("gcc", "gcc"),
+                                         ("libc6-dev", None)) if (tool and shutil.which(tool) is None)
+                   or (tool is None and not Path("/usr/include/stdio.h").exists())]
+        if missing:
+            _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     version = _debian_version()
     for spec in ([f"postgresql-15={version}"] if version else []) + ["postgresql-15"]:
@@ -175,6 +180,15 @@ def ensure_regression_dump(bindir: Path | None = None) -> Path:
     if (out / "regression.dump").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
+    # One build at a time (pytest-xdist workers, parallel runs): the others wait and reuse it.
+    with (out / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "regression.dump").exists():
+            _build(bindir, out)
+    return out
+
+
+def _build(bindir: Path, out: Path) -> None:
     os.chmod(out, 0o755)
     with tempfile.TemporaryDirectory(prefix="rdsmigrate-regress-build-") as tmp:
         work = Path(tmp)
@@ -190,7 +204,6 @@ def ensure_regression_dump(bindir: Path | None = None) -> Path:
         f"source {src.name}: fetched in {fetched - started:.0f}s, built in {built - fetched:.0f}s,"
         f" schedule + dump in {done - built:.0f}s\n"
         + "".join(f"{k}: {v}\n" for k, v in summary.items()))
-    return out
 
 
 if __name__ == "__main__":
