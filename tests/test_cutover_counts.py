@@ -82,7 +82,9 @@ class Pair:
 
     def baseline(self, slot: str) -> counts.Baseline:
         with self.src() as src, self.tgt() as tgt:
-            base = counts.baseline(self.src_ep, self.tgt_ep, src, tgt, slot, self.tables(), 2, 30)
+            # A busy machine's apply may take longer than the product's few seconds of patience.
+            base = counts.baseline(self.src_ep, self.tgt_ep, src, tgt, slot, self.tables(), 2, 60,
+                                   confirm_wait_s=60)
         assert base is not None
         assert base.source_counts == {"public.grows": 300, "public.still": 200,
                                       "public.churns": 100}

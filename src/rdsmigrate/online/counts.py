@@ -126,9 +126,10 @@ def count(ep: Endpoint, tables: Sequence[catalog.Table], jobs: int) -> dict[str,
 
 def baseline(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
              tgt: psycopg.Connection[Any], slot: str, tables: Sequence[catalog.Table],
-             jobs: int, timeout_s: float) -> Baseline | None:
+             jobs: int, timeout_s: float, confirm_wait_s: float = CONFIRM_WAIT_S
+             ) -> Baseline | None:
     """Step 1 above, before the freeze; None when the markers cannot be trusted here or the
-    target does not confirm the source's position within :data:`CONFIRM_WAIT_S`."""
+    target does not confirm the source's position within ``confirm_wait_s``."""
     if not tables or not _trusted(src) or not _trusted(tgt):
         return None
     started = time.monotonic()
@@ -138,7 +139,7 @@ def baseline(source: Endpoint, target: Endpoint, src: psycopg.Connection[Any],
     assert row is not None
     lsn = str(row[0])
     source_counts = count(source, tables, jobs)
-    deadline = time.monotonic() + min(timeout_s, CONFIRM_WAIT_S)
+    deadline = time.monotonic() + min(timeout_s, confirm_wait_s)
     while True:
         row = src.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
                           "WHERE slot_name = %s", [lsn, slot]).fetchone()
