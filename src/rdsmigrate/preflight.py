@@ -154,6 +154,7 @@ def _read_only(ep: Endpoint) -> psycopg.Connection[Any]:
     # Every transaction of this session is READ ONLY: the server refuses a write, whatever a
     # check (or a catalog function it calls) would try.
     conn.read_only = True
+    catalog.without_jit(conn)
     return conn
 
 

@@ -32,7 +32,7 @@ from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
 from rdsmigrate.copy.state import CopyState
 from rdsmigrate.copy.workers import Pool, totals_by_table
-from rdsmigrate.db import selection
+from rdsmigrate.db import catalog, selection
 from rdsmigrate.db.connect import Endpoint, connect
 from rdsmigrate.db.tools import ClientTools, client_tools, server_major
 from rdsmigrate.errors import Interrupted, UserError
@@ -71,6 +71,7 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
     with snap, connect(target, autocommit=True) as tgt_admin, \
             connect(source, autocommit=True) as src_snap:
         with job.timed("snapshot+plan"):
+            catalog.without_jit(src_snap)
             snapshot.import_into(src_snap, snap.snapshot_id)
             units, binary_ok = job.plan_rows(src_snap)
             # Workers start now: they connect and import the snapshot while the schema goes in.

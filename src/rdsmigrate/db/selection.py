@@ -136,7 +136,9 @@ def resolve(conn: psycopg.Connection[Any], selection: Selection, *, strict: bool
                                 "case-sensitive): check the spelling")
             chosen |= hits
         schemas = frozenset(chosen)
-    relations = [r for r in catalog.list_relations(conn) if schemas is None or r.schema in schemas]
+    # Only --exclude-table needs the relations' children and owned sequences.
+    relations = ([r for r in catalog.list_relations(conn) if schemas is None or r.schema in schemas]
+                 if selection.exclude_tables else [])
     by_oid = {r.oid: r for r in relations}
     excluded: dict[int, catalog.Relation] = {}
     for text in selection.exclude_tables:
