@@ -197,8 +197,15 @@ def list_tables(conn: psycopg.Connection[Any],
     rows = [r for r in rows if keep is None or keep(r[1], r[2])]
     oids = [r[0] for r in rows]
     columns: dict[int, list[Column]] = {oid: [] for oid in oids}
-    for oid, name, typ, generated, base in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
-        columns[oid].append(Column(name, typ, generated, base))
+    # One Column object per distinct column: thousands of tables of one shape (a schema per
+    # tenant) share theirs, which saves most of the objects' time and memory.
+    known: dict[tuple[str, str, bool, str | None], Column] = {}
+    for oid, *fields in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
+        shape = (fields[0], fields[1], fields[2], fields[3])
+        column = known.get(shape)
+        if column is None:
+            column = known[shape] = Column(*shape)
+        columns[oid].append(column)
     keys: dict[int, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
     for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]).fetchall():
         keys[oid] = (primary, tuple(cols), tuple(types))
