@@ -596,7 +596,9 @@ _TARGET_ICU_SQL = {
 }
 
 # What uses an ICU collation on the source: collations created in user schemas (pg_dump recreates
-# them), and the selected tables' columns and indexes and the domains that use any.
+# them), and the selected tables' columns and indexes and the domains that use any. An index's
+# collations are looked up one by one (a scalar subquery, by oid): as a join the planner scanned
+# all of pg_collation (some 800 ICU rows) once per index, 3 s at 20,000 indexes.
 _ICU_USERS_SQL = """
 SELECT what, name FROM (
     SELECT 'collation' AS what, n.nspname || '.' || co.collname AS name
@@ -617,7 +619,7 @@ SELECT what, name FROM (
       JOIN pg_namespace n ON n.oid = ic.relnamespace
      WHERE i.indrelid = ANY(%(tables)s::oid[])
        AND EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) u(coll)
-                     JOIN pg_collation co ON co.oid = u.coll WHERE co.collprovider = 'i')
+                    WHERE (SELECT co.collprovider FROM pg_collation co WHERE co.oid = u.coll) = 'i')
     UNION ALL
     SELECT 'domain', n.nspname || '.' || t.typname
       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
