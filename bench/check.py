@@ -16,17 +16,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+# `rdsmigrate`: the schema where sync keeps its record on the target (the README tells users to
+# drop it after the cutover); not part of the migrated data.
 TABLES = """
 SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdsmigrate')
    AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2
 """
 
 OBJECTS = """
 SELECT (SELECT count(*) FROM pg_indexes
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')),
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'rdsmigrate')),
        (SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdsmigrate')
            -- PostgreSQL 18 records NOT NULL as constraints, older majors do not.
            AND c.contype <> 'n')
 """
