@@ -110,7 +110,7 @@ def render(result: dict[str, Any], console: Console) -> None:
                               f"{run['error']}", markup=False)
     disturbed = [f"{c['label']} round {r['round']} ({r['usage']['other_cpu_seconds']:.0f} CPU s)"
                  for c in result["contenders"] for r in c["runs"]
-                 if r.get("usage") and r["usage"]["other_cpu_seconds"] > 0.1 * r["seconds"]
+                 if r["ok"] and r.get("usage") and r["usage"]["other_cpu_seconds"] > 0.1 * r["seconds"]
                  * (result["machine"]["cores"] or 1)]
     if disturbed:
         console.print("other processes on the machine used more than 10 % of its CPU during: "

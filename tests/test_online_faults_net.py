@@ -152,9 +152,15 @@ def test_sync_survives_the_fault_status_tells_and_cutover_loses_nothing(
             began = time.monotonic()
             samples = _during(inject, proxy, args)
             ended = time.monotonic()
-            if fault.endswith("restart"):
+            if fault == "source restart":
                 # Down for a moment: status cannot reach the server (2) or sees no worker (13).
                 assert all(code in (EXIT_USER, EXIT_NOT_STREAMING) for _, code in samples), samples
+            elif fault == "target restart":
+                # The same, except that the target's apply worker starts with the server, before
+                # `pg_ctl restart` returns: a status run ending in that moment rightly reads 0
+                # (seen once on a busy machine).
+                assert all(code in (EXIT_USER, EXIT_NOT_STREAMING, EXIT_OK)
+                           for _, code in samples), samples
             elif fault == "connection cut":
                 # The worker fails at once, then cannot reconnect until the proxy is back.
                 assert [c for t, c in samples if t > 1] == [EXIT_NOT_STREAMING] * sum(
