@@ -263,24 +263,7 @@ def all_contenders(many_tables: bool = False) -> list[Contender]:
     ``bench.runner``), and ``preflight`` and ``sync`` + ``cutover`` timed too (issue 13)."""
     no_pgcopydb = None if shutil.which("pgcopydb") else (
         "pgcopydb is not installed (Debian package pgcopydb; `make bench` installs it as root)")
-    if many_tables:
-        return [
-            Contender("copy", "rdsmigrate copy", f"rdsmigrate copy --jobs {JOBS}",
-                      run_rdsmigrate_copy),
-            Contender("pg_dump", "pg_dump+pg_restore",
-                      f"pg_dump -Fd -j {JOBS} + pg_restore -j {JOBS}", _pg_dump_restore([])),
-            Contender("pgcopydb", "pgcopydb clone",
-                      f"pgcopydb clone --table-jobs {JOBS} --index-jobs {JOBS}", run_pgcopydb,
-                      unavailable=no_pgcopydb),
-            Contender("sync", "rdsmigrate sync+cutover",
-                      f"rdsmigrate sync --jobs {JOBS}; rdsmigrate cutover",
-                      run_rdsmigrate_sync_cutover),
-            Contender("preflight", "rdsmigrate preflight", "rdsmigrate preflight",
-                      run_rdsmigrate_preflight, writes_target=False, empty_target=True),
-            Contender("verify", "rdsmigrate verify", f"rdsmigrate verify --jobs {JOBS}",
-                      run_rdsmigrate_verify, writes_target=False),
-        ]
-    return [
+    by_key = {c.key: c for c in [
         Contender("copy", "rdsmigrate copy", f"rdsmigrate copy --jobs {JOBS}",
                   run_rdsmigrate_copy),
         Contender("pg_dump", "pg_dump+pg_restore",
@@ -295,6 +278,14 @@ def all_contenders(many_tables: bool = False) -> list[Contender]:
                   f"pg_dump --section=pre-data | psql; psql COPY TO | psql COPY FROM (binary), "
                   f"{JOBS} tables at a time; pg_restore -j {JOBS} --section=post-data",
                   run_raw_limit),
+        Contender("sync", "rdsmigrate sync+cutover",
+                  f"rdsmigrate sync --jobs {JOBS}; rdsmigrate cutover",
+                  run_rdsmigrate_sync_cutover),
+        Contender("preflight", "rdsmigrate preflight", "rdsmigrate preflight",
+                  run_rdsmigrate_preflight, writes_target=False, empty_target=True),
         Contender("verify", "rdsmigrate verify", f"rdsmigrate verify --jobs {JOBS}",
                   run_rdsmigrate_verify, writes_target=False),
-    ]
+    ]}
+    keys = (("copy", "pg_dump", "pgcopydb", "sync", "preflight", "verify") if many_tables else
+            ("copy", "pg_dump", "pg_dump_z0", "pgcopydb", "raw", "verify"))
+    return [by_key[k] for k in keys]
