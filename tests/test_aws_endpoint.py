@@ -20,6 +20,7 @@ from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from tests.dbcheck import assert_same
+from tests.fakeaws import fake_credentials
 
 REGION = "eu-west-1"
 STACK = "RdsMigrationStack"
@@ -31,11 +32,7 @@ def _cli(*args: str) -> Result:
 
 @pytest.fixture
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    fake_credentials(monkeypatch, REGION)
     with mock_aws():
         yield
 

@@ -28,6 +28,7 @@ from typer.testing import CliRunner, Result
 from rdsmigrate.cli import app
 from rdsmigrate.errors import UserError
 from rdsmigrate.remote import run as remote
+from tests.fakeaws import fake_credentials
 
 REGION = "eu-west-1"
 STACK = "RdsMigrationStack"
@@ -43,11 +44,7 @@ def _cli(*args: str) -> Result:
 
 @pytest.fixture
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    fake_credentials(monkeypatch, REGION)
     # A task stays RUNNING until StopTask (moto's default jumps to STOPPED at the first look).
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
     monkeypatch.setattr(remote, "pause", _no_waiting)

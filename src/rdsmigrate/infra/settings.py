@@ -451,7 +451,8 @@ class StagingSettings(BaseModel):
         match = _SECRET_ARN.match(value)
         if not match:
             raise ValueError(
-                "allowed: the full ARN of a Secrets Manager secret (ending in -XXXXXX)"
+                "allowed: the full ARN of a Secrets Manager secret (its name, a hyphen and the six "
+                "characters Secrets Manager appends)"
             )
         region = info.data.get("region")
         if region is not None and match.group(1) != region:
