@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
+import psycopg
 import pydantic
 import typer
 
@@ -111,6 +112,15 @@ def handled(func: F) -> F:
         except KeyboardInterrupt:
             code, problem = interrupts.exit_code(), f"interrupted ({interrupts.name()})"
             line = problem
+        except psycopg.OperationalError as exc:
+            # A session ended under the command (a server restarted, failed over or was cut off
+            # mid-query): the environment's doing, not a bug.
+            code = EXIT_USER
+            problem = ("a server ended the connection while the command ran: "
+                       + redact_secrets(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                        else type(exc).__name__))
+            fix = "check that both servers are up (a restart or failover ends every session), then run it again"
+            line = f"error: {problem}: {fix}"
         except typer.Exit as exc:
             # Raised by code that has said why itself.
             code = exc.exit_code
