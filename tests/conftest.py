@@ -65,9 +65,10 @@ def make_rds_like(cluster: LocalCluster, *, source: bool) -> None:
         assert verifier and str(verifier[0]).startswith("SCRAM-SHA-256$"), "master password not scram"
 
 
-def rds_like_cluster(bindir: Path, name: str, *, source: bool) -> LocalCluster:
+def rds_like_cluster(bindir: Path, name: str, *, source: bool,
+                     settings: dict[str, str] | None = None) -> LocalCluster:
     cluster = LocalCluster(bindir=bindir, name=name, superuser=RDS_SUPERUSER,
-                           settings={"password_encryption": "'scram-sha-256'"})
+                           settings={"password_encryption": "'scram-sha-256'", **(settings or {})})
     cluster.start()
     try:
         make_rds_like(cluster, source=source)

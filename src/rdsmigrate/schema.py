@@ -13,6 +13,7 @@ because restoring them would fail on every role the target does not have.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from collections.abc import Callable
@@ -329,20 +330,72 @@ _SESSION = ("SET statement_timeout = 0; SET lock_timeout = 0; "
             "SET client_min_messages = warning; SET row_security = off")
 
 
+# Deferred flushes need a way to force one at the end (flush_commits), which takes a temporary
+# table: a session without the TEMPORARY privilege on the database keeps flushing every commit.
+_DEFER_FLUSH = ("SELECT pg_catalog.set_config('synchronous_commit', 'off', false) "
+                "WHERE pg_catalog.has_database_privilege(current_database(), 'TEMPORARY')")
+
+
 def prepare_session(conn: psycopg.Connection[Any]) -> None:
-    """Make ``conn`` a session that runs entries the way ``pg_restore`` would."""
+    """Make ``conn`` a session that runs entries the way ``pg_restore`` would, except that its
+    commits do not wait for the WAL flush.
+
+    A durable server flushes WAL at every commit, and post-data is thousands of small
+    transactions (three per table of the many-tables benchmark). Nothing is less safe for it: an
+    entry lost with its commit in a crash of the target server is found missing on ``--resume``
+    by its catalog identity (never by the copy's record) and built again, and
+    :func:`flush_commits` makes all of them durable before the copy records post-data as done.
+    """
     conn.execute(_SESSION.encode())
+    conn.execute(_DEFER_FLUSH.encode())
+
+
+def flush_commits(conn: psycopg.Connection[Any]) -> None:
+    """Wait until every transaction committed on the target so far is durable.
+
+    A commit with ``synchronous_commit = on`` flushes the WAL up to its own commit record, and
+    so past every commit before it (the sessions of :func:`prepare_session` included), but only
+    if the transaction wrote WAL of its own: an xid alone does not make the server wait. Creating
+    a temporary table writes catalog rows, which any user with TEMPORARY may; without it the
+    sessions never deferred a flush.
+    """
+    row = conn.execute("SELECT pg_catalog.has_database_privilege(current_database(), "
+                       "'TEMPORARY')").fetchone()
+    if not (row and row[0]):
+        return
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute("CREATE TEMPORARY TABLE rdsmigrate_flush () ON COMMIT DROP")
 
 
 def run_entries(conn: psycopg.Connection[Any], entries: Seq[Entry],
-                settings: dict[str, str] | None = None) -> None:
-    """Run ``entries`` in one transaction on a session made by :func:`prepare_session`."""
-    with conn.transaction():
-        for name, value in (settings or {}).items():
-            conn.execute("SELECT set_config(%s, %s, true)", [name, value])
-        for entry in entries:
-            conn.execute("SELECT set_config('default_tablespace', %s, true)", [entry.tablespace])
-            conn.execute(entry.sql.encode())
+                settings: dict[str, str] | None = None, statements: Seq[str] = ()) -> None:
+    """Run ``entries``, then ``statements``, in one transaction on a session made by
+    :func:`prepare_session`, sent as one script.
+
+    One round trip a transaction, not one a statement (settings, each entry's tablespace,
+    BEGIN and COMMIT): post-data of small tables is thousands of statements that take about a
+    millisecond each on the server. At the first error the server skips the rest of the script;
+    the transaction it leaves open is rolled back here, so nothing of it stays.
+    """
+    script: list[bytes] = [b"BEGIN"]
+    for name, value in (settings or {}).items():
+        script.append(sql.SQL("SELECT pg_catalog.set_config({}, {}, true)").format(
+            sql.Literal(name), sql.Literal(value)).as_bytes(conn))
+    for entry in entries:
+        script.append(sql.SQL("SELECT pg_catalog.set_config('default_tablespace', {}, true)")
+                      .format(sql.Literal(entry.tablespace)).as_bytes(conn))
+        script.append(entry.sql.encode())
+    script += [statement.encode() for statement in statements]
+    script.append(b"COMMIT")
+    try:
+        conn.execute(b";\n".join(script))
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status in (
+                psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR):
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(b"ROLLBACK")
+        raise
 
 
 def exists_on_target(conn: psycopg.Connection[Any], entry: Entry) -> bool:

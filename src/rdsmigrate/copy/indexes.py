@@ -170,10 +170,7 @@ class IndexBuilder:
             # As pg_restore does: a server-wide timeout must not abort a long index build.
             schema.prepare_session(conn)
         try:
-            with conn.transaction():
-                schema.run_entries(conn, entries or [], settings)
-                for statement in statements:
-                    conn.execute(statement.encode())
+            schema.run_entries(conn, entries or [], settings, statements)
         except psycopg.Error as exc:
             raise UserError(f"building indexes on target {self.target.describe()} failed: "
                             f"{self.target.redact(str(exc).strip())}. Fix the cause, then "

@@ -314,6 +314,8 @@ class _CopyJob:
         with self.timed("indexes+constraints"), self.reporter.phase(
                 f"schema (post-data: {len(entries)} indexes, constraints, triggers...; {jobs} jobs)"):
             postdata.run(self.target, entries, jobs=jobs, resume=resume, hint=self.hint)
+            with connect(self.target, autocommit=True) as conn:
+                schema.flush_commits(conn)
         self.state.record("post-data")
 
     def report(self, snap: snapshot.SourceSnapshot, elapsed: float) -> CopyReport:
