@@ -7,6 +7,7 @@ subscription disabled), so a check that trusted a stale baseline would pass and 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from rdsmigrate.db.connect import Endpoint
 from rdsmigrate.errors import UserError
 from rdsmigrate.localpg import LocalCluster
 from rdsmigrate.online import counts
+from rdsmigrate.testhook import PAUSE_AT, PAUSE_DIR
 from tests.conftest import master, online_target_dsn, online_target_url
 
 pytestmark = [pytest.mark.pg, pytest.mark.slow]
@@ -144,3 +146,37 @@ def test_only_tables_whose_rows_were_inserted_or_deleted_are_recounted(pair: Pai
 def test_without_a_baseline_every_table_is_counted_during_the_freeze(pair: Pair) -> None:
     checked = pair.check(None)
     assert (checked.tables, checked.rows, checked.recounted) == (3, 600, 3)
+
+
+def test_a_table_created_between_the_baseline_and_the_freeze_stops_the_cutover(
+        pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cutover resolves the selection before the freeze and reuses it while frozen unless
+    the catalog's fingerprint changed: a table created in between is neither skipped by the
+    count check nor a crash, but named, and the source is unfrozen."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    monkeypatch.setenv(PAUSE_AT, "cutover:before-freeze")
+    monkeypatch.setenv(PAUSE_DIR, str(hold))
+    outcome: dict[str, object] = {}
+
+    def cutover() -> None:
+        outcome["result"] = CliRunner().invoke(app, [
+            "cutover", "--source", pair.source.url(pair.sdb),
+            "--target", online_target_url(pair.target, pair.tdb), "--state-dir", str(tmp_path),
+            "--quiet"])
+
+    thread = threading.Thread(target=cutover)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (hold / "cutover:before-freeze.reached").exists():
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.02)
+    with pair.src() as conn:
+        conn.execute("CREATE TABLE late (id int PRIMARY KEY); INSERT INTO late VALUES (1)")
+    (hold / "cutover:before-freeze.go").touch()
+    thread.join(timeout=120)
+    result = outcome["result"]
+    assert getattr(result, "exit_code", None) == 2, getattr(result, "output", result)
+    assert "public.late" in getattr(result, "output", ""), getattr(result, "output", "")
+    with pair.src() as conn:
+        conn.execute("INSERT INTO still VALUES (1000, 'writable again')")

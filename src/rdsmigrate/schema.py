@@ -266,7 +266,7 @@ _BETWEEN = re.compile(r"^(SET default_tablespace = .*|SET default_table_access_m
                       re.MULTILINE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One post-data TOC entry and the SQL pg_restore would run for it.
 
@@ -434,7 +434,7 @@ _CREATES = re.compile(r"^(?:CREATE |ALTER TABLE (?:ONLY )?[^\n]+\n\s+ADD CONSTRA
 _ATTACH = re.compile(r"^ALTER INDEX (.+) ATTACH PARTITION (.+);$", re.DOTALL)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyBuild:
     """A primary key or unique constraint built in two steps instead of one ``ALTER TABLE``.
 

@@ -26,13 +26,14 @@ LO_PIECE = 1 << 20
 def copy_sequences(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
                    selected: Resolved) -> int:
     """The selection's sequences: its schemas' free ones and those of its tables' columns."""
-    sequences = selected.sequences_of(src)
-    with tgt.transaction():
-        for seq in sequences:
-            last_value, is_called = catalog.sequence_state(src, seq)
-            tgt.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)",
-                        [seq.ident.as_string(tgt), last_value, is_called])
-    return len(sequences)
+    states = catalog.sequence_states(src, selected.sequences_of(src))
+    if states:
+        # One statement for all of them (the cutover sets them while writes are frozen).
+        tgt.execute("SELECT count(pg_catalog.setval(s::regclass, v, c)) "
+                    "FROM unnest(%s::text[], %s::int8[], %s::bool[]) AS t(s, v, c)",
+                    [[seq.ident.as_string(tgt) for seq in states],
+                     [v for v, _ in states.values()], [c for _, c in states.values()]])
+    return len(states)
 
 
 @dataclass

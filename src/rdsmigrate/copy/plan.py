@@ -33,7 +33,7 @@ MIN_SPLIT_BYTES = 16 * 1024 * 1024
 SPLIT_ABOVE_SHARES = 1.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
     table: Table
     index: int

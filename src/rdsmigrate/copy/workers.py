@@ -61,10 +61,12 @@ def _exit_with_command(alive: Any) -> None:
     threading.Thread(target=watch, name="watch-command", daemon=True).start()
 
 
-def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: list[Unit],
-                binary_ok: list[bool], work: Any, events: Any, stop: Event, go: Event,
-                freeze_min_bytes: int, alive: Any) -> None:
-    """Entry point of a worker process: ready its sessions, wait for ``go``, then take units."""
+def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, work: Any, events: Any,
+                stop: Event, go: Event, freeze_min_bytes: int, alive: Any) -> None:
+    """Entry point of a worker process: ready its sessions, wait for ``go``, then take units.
+
+    Each unit arrives on ``work`` with its number and whether it may use binary, not as an
+    index into a list every worker holds: with 10,000 tables that list was 15 MiB in each."""
     # Signals to the whole process group (Ctrl-C, a hangup) are the command's to handle: it
     # cancels the workers' queries and stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -91,15 +93,15 @@ def worker_main(source: Endpoint, target: Endpoint, snapshot_id: str, units: lis
                     return
             batch = _Batch()
             while not stop.is_set():
-                index = work.get()
-                if index is None:
+                item = work.get()
+                if item is None:
                     break
+                index, unit, binary = item
                 current = index
-                unit = units[index]
                 batched = stream.batchable(unit, freeze_min_bytes)
                 if not batched:
                     batch.commit(tgt, events)
-                done = _copy_one(src, tgt, unit, index, binary_ok[index], events, stop, batched)
+                done = _copy_one(src, tgt, unit, index, binary, events, stop, batched)
                 if batched:
                     batch.add(done)
                     if batch.full():
@@ -213,16 +215,16 @@ class Pool:
         self._work, self._events = ctx.Queue(), ctx.Queue()
         self._stop, self._go = ctx.Event(), ctx.Event()
         watched, self._alive = ctx.Pipe(duplex=False)
-        for index in range(len(self.units)):
-            self._work.put(index)
+        for index, unit in enumerate(self.units):
+            self._work.put((index, unit, self.binary_ok[index]))
         count = min(self.jobs, len(self.units))
         for _ in range(count):
             self._work.put(None)
         self._procs = [
             ctx.Process(target=worker_main, name=f"rdsmigrate-copy-{i}", daemon=True,
-                        args=(self.source, self.target, self.snapshot_id, self.units,
-                              self.binary_ok, self._work, self._events, self._stop, self._go,
-                              stream.FREEZE_MIN_BYTES, watched))
+                        args=(self.source, self.target, self.snapshot_id, self._work,
+                              self._events, self._stop, self._go, stream.FREEZE_MIN_BYTES,
+                              watched))
             for i in range(count)]
         for proc in self._procs:
             proc.start()

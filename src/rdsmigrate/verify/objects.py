@@ -44,7 +44,8 @@ SELECT m.oid::int8,
 
 
 def sequence_states(conn: psycopg.Connection[Any], selected: Resolved) -> dict[str, tuple[int, bool]]:
-    return {s.qualified: catalog.sequence_state(conn, s) for s in selected.sequences_of(conn)}
+    states = catalog.sequence_states(conn, selected.sequences_of(conn))
+    return {s.qualified: state for s, state in states.items()}
 
 
 def compare_sequences(source: dict[str, tuple[int, bool]], target: dict[str, tuple[int, bool]],
