@@ -55,7 +55,7 @@ _ATTEMPTS = 5
 @dataclass
 class _Job:
     entries: list[schema.Entry]
-    locks: frozenset[int]
+    locks: tuple[int, ...]
     deps: set[int]
     attempts: int = 0
 
@@ -81,7 +81,7 @@ def run(target: Endpoint, entries: list[schema.Entry], *, jobs: int, resume: boo
             by_table: dict[str, list[schema.Entry]] = {}
             for entry in group:
                 by_table.setdefault(entry.table or f"#{entry.dump_id}", []).append(entry)
-            work = [_Job(es, frozenset(), set()) for es in by_table.values()]
+            work = [_Job(es, (), set()) for es in by_table.values()]
         else:
             work = [_Job([e], e.locks, set()) for e in group]
         ids = {e.dump_id for e in group}

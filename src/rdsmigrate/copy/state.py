@@ -72,7 +72,8 @@ class CopyState:
 
     def record(self, event: str, **data: Any) -> None:
         entry = {"event": event, "at": time.time(), **data}
-        self.events.append(entry)
+        if event != "indexes":  # for people reading the file: never read back, so not kept
+            self.events.append(entry)
         with self.path.open("a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
