@@ -24,10 +24,11 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -165,13 +166,32 @@ def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: 
 
 
 def _context() -> Any:
-    """A forkserver that has imported only this module: workers start in milliseconds, share its
-    pages, and never import the CLI's modules (``spawn`` re-ran the console script in each one:
+    """A forkserver that has imported only this module (through :mod:`.preload`, which keeps the
+    collector off the shared pages): workers start in milliseconds, share its pages, and never
+    import the CLI's modules (``spawn`` re-ran the console script in each one:
     typer, rich and pydantic, ~0.25 s and ~15 MiB a worker). Forking the parent itself is not an
     option: it holds open database sessions and a replication connection."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx.set_forkserver_preload(["rdsmigrate.copy.preload"])
     return ctx
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While workers start: hide the command's ``__main__`` file from multiprocessing.
+
+    A started process re-runs the parent's main script (as ``__mp_main__``) so that functions
+    defined there can be unpickled; for the ``rdsmigrate`` console script that imports the whole
+    CLI (typer, rich, pydantic: 478 modules, about 15 MiB and a quarter of a second a worker).
+    The workers need nothing from it: their entry point lives in this module. multiprocessing
+    reads the path when each process starts, in this thread."""
+    main = sys.modules["__main__"]
+    path = main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
 
 
 @dataclass
@@ -226,8 +246,9 @@ class Pool:
                               self._events, self._stop, self._go, stream.FREEZE_MIN_BYTES,
                               watched))
             for i in range(count)]
-        for proc in self._procs:
-            proc.start()
+        with _main_not_rerun():
+            for proc in self._procs:
+                proc.start()
         watched.close()  # the workers hold their own copies; the command keeps only its end
 
     def go(self) -> None:
