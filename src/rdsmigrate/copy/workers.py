@@ -166,13 +166,13 @@ def _copy_one(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], unit: 
 
 
 def _context() -> Any:
-    """A forkserver that has imported only this module (through :mod:`.preload`, which keeps the
-    collector off the shared pages): workers start in milliseconds, share its pages, and never
-    import the CLI's modules (``spawn`` re-ran the console script in each one:
-    typer, rich and pydantic, ~0.25 s and ~15 MiB a worker). Forking the parent itself is not an
-    option: it holds open database sessions and a replication connection."""
+    """A forkserver that has imported only this module: workers start in milliseconds, share its
+    pages, and never import the CLI's modules (with :func:`_main_not_rerun`: without it every
+    start re-ran the console script, typer, rich and pydantic, ~0.25 s and ~15 MiB a worker).
+    Forking the parent itself is not an option: it holds open database sessions and a
+    replication connection."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["rdsmigrate.copy.preload"])
+    ctx.set_forkserver_preload([__name__])
     return ctx
 
 
