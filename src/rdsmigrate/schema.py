@@ -333,8 +333,9 @@ _SESSION = ("SET statement_timeout = 0; SET lock_timeout = 0; "
 
 # Deferred flushes need a way to force one at the end (flush_commits), which takes a temporary
 # table: a session without the TEMPORARY privilege on the database keeps flushing every commit.
+_CAN_DEFER_FLUSH = "pg_catalog.has_database_privilege(current_database(), 'TEMPORARY')"
 _DEFER_FLUSH = ("SELECT pg_catalog.set_config('synchronous_commit', 'off', false) "
-                "WHERE pg_catalog.has_database_privilege(current_database(), 'TEMPORARY')")
+                f"WHERE {_CAN_DEFER_FLUSH}")
 
 
 def prepare_session(conn: psycopg.Connection[Any]) -> None:
@@ -360,8 +361,7 @@ def flush_commits(conn: psycopg.Connection[Any]) -> None:
     a temporary table writes catalog rows, which any user with TEMPORARY may; without it the
     sessions never deferred a flush.
     """
-    row = conn.execute("SELECT pg_catalog.has_database_privilege(current_database(), "
-                       "'TEMPORARY')").fetchone()
+    row = conn.execute(f"SELECT {_CAN_DEFER_FLUSH}".encode()).fetchone()
     if not (row and row[0]):
         return
     with conn.transaction():
@@ -390,7 +390,8 @@ def run_entries(conn: psycopg.Connection[Any], entries: Seq[Entry],
     script += [statement.encode() for statement in statements]
     script.append(b"COMMIT")
     try:
-        conn.execute(b";\n".join(script))
+        # Each statement ends on a line of its own: a body ending in a comment cannot swallow it.
+        conn.execute(b"\n;\n".join(script))
     except BaseException:
         if not conn.closed and conn.info.transaction_status in (
                 psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR):

@@ -59,15 +59,20 @@ def _connect(dsn: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def _rows(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    out = {}
-    tables = conn.execute(
+def _relations(conn: psycopg.Connection[Any], where: str) -> list[str]:
+    """Quoted ``schema.name`` of the relations outside the system schemas matching ``where``."""
+    rows = conn.execute(
         f"""SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
               JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated))
-               AND n.nspname NOT IN {SYSTEM} AND n.nspname NOT LIKE 'pg\\_%'"""
+             WHERE ({where}) AND n.nspname NOT IN {SYSTEM}"""
     ).fetchall()
-    for (name,) in tables:
+    return [name for (name,) in rows]
+
+
+def _rows(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    out = {}
+    for name in _relations(conn, "(c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated))"
+                                 " AND n.nspname NOT LIKE 'pg\\_%'"):
         row = conn.execute(
             "SELECT count(*), md5(coalesce(string_agg(j, E'\\n' ORDER BY j COLLATE \"C\"), ''))"
             f" FROM (SELECT to_jsonb(t)::text AS j FROM ONLY {name} t) s"
@@ -79,12 +84,7 @@ def _rows(conn: psycopg.Connection[Any]) -> dict[str, str]:
 
 def _sequences(conn: psycopg.Connection[Any]) -> dict[str, str]:
     out = {}
-    names = conn.execute(
-        f"""SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'S' AND n.nspname NOT IN {SYSTEM}"""
-    ).fetchall()
-    for (name,) in names:
+    for name in _relations(conn, "c.relkind = 'S'"):
         row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
         assert row is not None
         out[name] = f"last_value {row[0]}, is_called {row[1]}"
