@@ -32,3 +32,4 @@ def test_per_table_records_are_written_at_once_and_fsynced_in_groups(
     before = len(synced)
     state.record("finished")
     assert len(synced) == before + 1
+    state.close()

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,23 +226,31 @@ _CREATES_RELATION = re.compile(
 LOCKS_PER_RELATION = 2
 
 
-def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool,
-                     target_conn: psycopg.Connection[Any]) -> bool:
-    """Restore pre-data in one transaction, so that a failure leaves nothing behind, unless the
-    target's lock table cannot hold a lock on every relation it creates (one transaction of
-    10,000 tables needs ``max_locks_per_transaction`` raised); returns whether it was one.
-
-    ``target_conn`` only reads the lock table's size.
-    """
+def fits_one_transaction(archive: SchemaArchive, target_conn: psycopg.Connection[Any], *,
+                         roles: bool) -> bool:
+    """Whether the target's lock table can hold a lock on every relation the pre-data creates
+    (one transaction of 10,000 tables needs ``max_locks_per_transaction`` raised)."""
     lines = _restorable(archive, roles=roles)
     row = target_conn.execute(
         "SELECT current_setting('max_locks_per_transaction')::int8 * "
         "(current_setting('max_connections')::int8 "
         "+ current_setting('max_prepared_transactions')::int8)").fetchone()
     capacity = int(row[0]) if row else 0
+    return sum(1 for line in lines if _CREATES_RELATION.match(line)) * LOCKS_PER_RELATION <= capacity
+
+
+def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool,
+                     target_conn: psycopg.Connection[Any], pieces: bool = False) -> bool:
+    """Restore pre-data with ``pg_restore`` in one transaction, so that a failure leaves nothing
+    behind, unless the target's lock table cannot hold it (:func:`fits_one_transaction`) or
+    ``pieces``; returns whether it was one. (:mod:`rdsmigrate.copy.predata` does the same in
+    several sessions.)
+
+    ``target_conn`` only reads the lock table's size and the server's version.
+    """
+    lines = _restorable(archive, roles=roles)
     major = target_conn.info.server_version // 10000
-    atomic = sum(1 for line in lines if _CREATES_RELATION.match(line)) * LOCKS_PER_RELATION <= capacity
-    if atomic:
+    if not pieces and fits_one_transaction(archive, target_conn, roles=roles):
         try:
             restore_lines(archive, target, lines, workdir, "pre-data", section="pre-data",
                           roles=roles, atomic=True, target_major=major)
@@ -265,17 +273,23 @@ _ENTRY_HEADER = re.compile(
 _BETWEEN = re.compile(r"^(SET default_tablespace = .*|SET default_table_access_method = .*|"
                       r"--\n-- PostgreSQL database dump complete\n--|\\(?:un)?restrict .*)$",
                       re.MULTILINE)
+# pg_restore sets the access method before a table's entry only when it changes: it holds for
+# every entry after it until the next one.
+_ACCESS_METHOD = re.compile(r"^SET default_table_access_method = (.*);$", re.MULTILINE)
+_SCRIPT_ENCODING = re.compile(r"^SET client_encoding = '([^']*)';$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One post-data TOC entry and the SQL pg_restore would run for it.
+    """One TOC entry and the SQL pg_restore would run for it.
 
     ``catalog`` is the object's (class, oid) on the source, which is how it is identified: names
     in the TOC's text are ambiguous (spaces, quotes), a catalog address is not. ``table`` is the
     relation the entry belongs to (``schema.name``), ``locks`` the partition roots of the
     relations it locks (its own and, for a foreign key, the referenced one), ``address`` the
     source's ``pg_identify_object_as_address`` of it, by which the target's copy is found.
+    ``access_method`` is the table access method pg_restore would have in effect for it (pre-data
+    tables and materialized views; empty where none was set).
     """
 
     dump_id: int
@@ -289,35 +303,81 @@ class Entry:
     table_kind: str | None = None
     locks: tuple[int, ...] = ()
     address: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+    access_method: str = ""
 
     def describe(self) -> str:
         return f"{self.desc} {self.tag}"
 
 
-def _post_data_entries(archive: SchemaArchive, *, roles: bool,
-                       skip: frozenset[tuple[int, int]] = frozenset()) -> list[Entry]:
-    """The restorable post-data entries in the archive's (dependency) order, with their SQL,
-    obtained from one ``pg_restore --file -``: no process per entry or per table."""
-    args = [archive.tools.path("pg_restore"), "--verbose", "--section=post-data", "--file", "-"]
+Annotation = tuple[tuple[str, tuple[str, ...], tuple[str, ...]] | None, str | None, str | None,
+                   tuple[int, ...]]
+"""What the source's catalogs add to a post-data entry: address, table, table kind, locks."""
+
+
+def script_entries(archive: SchemaArchive, *, section: str, roles: bool,
+                   skip: frozenset[tuple[int, int]] = frozenset(),
+                   annotate: Callable[[list[tuple[int, int]]],
+                                      dict[tuple[int, int], Annotation]] | None = None,
+                   ) -> list[Entry] | None:
+    """The restorable entries of ``section`` in the archive's (dependency) order, with their SQL,
+    obtained from one ``pg_restore --file -``: no process per entry or per table. ``annotate``
+    is given every entry's (class, oid) and returns what to add to the entry of each: every
+    entry is made once, whole (30,000 of them made twice left 4 MiB of holes in the command's
+    memory).
+
+    None if the archive's text is neither UTF-8 nor plain ASCII (a source database in another
+    encoding with names or text outside ASCII): its SQL is then only safe to send through
+    pg_restore itself, which declares that encoding to the server. The sessions here declare
+    UTF8, and ASCII is the same in every server encoding.
+    """
+    args = [archive.tools.path("pg_restore"), "--verbose", f"--section={section}", "--file", "-"]
     if not roles:
         args += ["--no-owner", "--no-privileges"]
-    script = subprocess.run([*args, str(archive.path)], capture_output=True, text=True,
-                            check=True).stdout
+    raw = subprocess.run([*args, str(archive.path)], capture_output=True, check=True).stdout
+    declared = _SCRIPT_ENCODING.search(raw[:4096].decode("ascii", "replace"))
+    if not ((declared and declared.group(1).upper() in ("UTF8", "UTF-8")) or raw.isascii()):
+        return None
+    script = raw.decode()
+    del raw
     wanted = {int(line.split(";", 1)[0]) for line in _restorable(archive, roles=roles, skip=skip)}
     headers = list(_ENTRY_HEADER.finditer(script))
+    extra = annotate([(int(h.group(2)), int(h.group(3))) for h in headers
+                      if int(h.group(1)) in wanted]) if annotate else {}
     entries = []
     ends = [h.start() for h in headers[1:]] + [len(script)] if headers else []
+    access_method, after_previous = "", 0
     for header, end in zip(headers, ends, strict=True):
+        # The SET for an entry stands between the previous entry's SQL and its own header.
+        for found in _ACCESS_METHOD.finditer(script, after_previous, header.start()):
+            access_method = found.group(1)
+        after_previous = header.end()
         dump_id = int(header.group(1))
         if dump_id not in wanted:
             continue
-        body = script[header.end():end]
+        catalog = (int(header.group(2)), int(header.group(3)))
+        address, table, table_kind, locks = extra.get(catalog, (None, None, None, ()))
         entries.append(Entry(
             dump_id=dump_id, desc=sys.intern(header.group(6)), tag=header.group(5),
-            catalog=(int(header.group(2)), int(header.group(3))),
-            deps=tuple(int(d) for d in (header.group(4) or "").split()),
-            tablespace=header.group(9) or "", sql=_BETWEEN.sub("", body).strip(),
+            catalog=catalog, deps=tuple(int(d) for d in (header.group(4) or "").split()),
+            tablespace=header.group(9) or "", sql=_BETWEEN.sub("", script[header.end():end]).strip(),
+            access_method=sys.intern(access_method), address=address, table=table,
+            table_kind=table_kind, locks=locks,
         ))
+    return entries
+
+
+def _post_data_entries(archive: SchemaArchive, *, roles: bool,
+                       skip: frozenset[tuple[int, int]],
+                       annotate: Callable[[list[tuple[int, int]]],
+                                          dict[tuple[int, int], Annotation]]) -> list[Entry]:
+    entries = script_entries(archive, section="post-data", roles=roles, skip=skip,
+                             annotate=annotate)
+    if entries is None:
+        raise UserError(
+            "the source database's encoding is not UTF8 and its indexes, constraints or "
+            "triggers use characters outside ASCII: this version builds them only from a UTF-8 "
+            "(or ASCII) schema dump. Copy with pg_dump | pg_restore, or convert the source "
+            "database to UTF8 first")
     return entries
 
 
@@ -338,9 +398,9 @@ _DEFER_FLUSH = ("SELECT pg_catalog.set_config('synchronous_commit', 'off', false
                 f"WHERE {_CAN_DEFER_FLUSH}")
 
 
-def prepare_session(conn: psycopg.Connection[Any]) -> None:
+def prepare_session(conn: psycopg.Connection[Any], *, defer_flush: bool = True) -> None:
     """Make ``conn`` a session that runs entries the way ``pg_restore`` would, except that its
-    commits do not wait for the WAL flush.
+    commits do not wait for the WAL flush (unless not ``defer_flush``).
 
     A durable server flushes WAL at every commit, and post-data is thousands of small
     transactions (three per table of the many-tables benchmark). Nothing is less safe for it: an
@@ -349,7 +409,8 @@ def prepare_session(conn: psycopg.Connection[Any]) -> None:
     :func:`flush_commits` makes all of them durable before the copy records post-data as done.
     """
     conn.execute(_SESSION.encode())
-    conn.execute(_DEFER_FLUSH.encode())
+    if defer_flush:
+        conn.execute(_DEFER_FLUSH.encode())
 
 
 def flush_commits(conn: psycopg.Connection[Any]) -> None:
@@ -369,6 +430,33 @@ def flush_commits(conn: psycopg.Connection[Any]) -> None:
         conn.execute("CREATE TEMPORARY TABLE rdsmigrate_flush () ON COMMIT DROP")
 
 
+def entries_script(conn: psycopg.Connection[Any], entries: Seq[Entry]) -> list[bytes]:
+    """The statements that run ``entries`` as pg_restore would: each in its tablespace and, when
+    it says one, table access method (both local to the transaction)."""
+    script: list[bytes] = []
+    for entry in entries:
+        script.append(_set_local(conn, "default_tablespace", entry.tablespace))
+        if entry.access_method:
+            script.append(_set_local(conn, "default_table_access_method", entry.access_method))
+        script.append(entry.sql.encode())
+    return script
+
+
+_SET_LOCAL: dict[tuple[str, str, str], bytes] = {}
+
+
+def _set_local(conn: psycopg.Connection[Any], name: str, value: str) -> bytes:
+    """``set_config(name, value, true)`` as bytes for ``conn``, composed once per value: composing
+    it for each of 40,000 entries was a second of the command's CPU, which its index-building
+    threads wait for."""
+    key = (name, value, conn.info.encoding)
+    found = _SET_LOCAL.get(key)
+    if found is None:
+        found = _SET_LOCAL[key] = sql.SQL("SELECT pg_catalog.set_config({}, {}, true)").format(
+            sql.Literal(name), sql.Literal(value)).as_bytes(conn)
+    return found
+
+
 def run_entries(conn: psycopg.Connection[Any], entries: Seq[Entry],
                 settings: dict[str, str] | None = None, statements: Seq[str] = ()) -> None:
     """Run ``entries``, then ``statements``, in one transaction on a session made by
@@ -383,10 +471,7 @@ def run_entries(conn: psycopg.Connection[Any], entries: Seq[Entry],
     for name, value in (settings or {}).items():
         script.append(sql.SQL("SELECT pg_catalog.set_config({}, {}, true)").format(
             sql.Literal(name), sql.Literal(value)).as_bytes(conn))
-    for entry in entries:
-        script.append(sql.SQL("SELECT pg_catalog.set_config('default_tablespace', {}, true)")
-                      .format(sql.Literal(entry.tablespace)).as_bytes(conn))
-        script.append(entry.sql.encode())
+    script += entries_script(conn, entries)
     script += [statement.encode() for statement in statements]
     script.append(b"COMMIT")
     try:
@@ -447,12 +532,57 @@ class KeyBuild:
     attaches the finished index. The index is built under a temporary name, so a run interrupted
     between the steps leaves an index that :attr:`drop` removes, never one that hides the
     constraint's absence.
+
+    Only the facts are kept; the statements are written when asked for: one of these exists for
+    every primary key of the source (10,000 tables: 6 MiB of statements held for the few tables
+    big enough to be built in two steps).
     """
 
-    table: str
-    create: str
-    attach: list[str]
-    drop: str
+    nsp: str
+    rel: str
+    con: str
+    con_oid: int
+    primary: bool
+    deferrable: bool
+    deferred: bool
+    clustered: bool
+    replident: bool
+    tail: str
+    """pg_get_indexdef() after the index and table names: "USING btree (id) WITH (...)"."""
+
+    @property
+    def table(self) -> str:
+        return f"{self.nsp}.{self.rel}"
+
+    @property
+    def _temp(self) -> str:
+        return f"rdsmigrate_key_{self.con_oid}"
+
+    @property
+    def create(self) -> str:
+        return sql.SQL("CREATE UNIQUE INDEX {} ON ONLY {} {}").format(
+            sql.Identifier(self._temp), sql.Identifier(self.nsp, self.rel),
+            sql.SQL(self.tail)).as_string()
+
+    @property
+    def attach(self) -> list[str]:
+        table, con = sql.Identifier(self.nsp, self.rel), sql.Identifier(self.con)
+        kind = sql.SQL("PRIMARY KEY" if self.primary else "UNIQUE")
+        when = sql.SQL((" DEFERRABLE" if self.deferrable else "")
+                       + (" INITIALLY DEFERRED" if self.deferred else ""))
+        attach = [sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
+            table, con, kind, sql.Identifier(self._temp), when)]
+        if self.clustered:
+            attach.append(sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(table, con))
+        if self.replident:
+            attach.append(sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(
+                table, con))
+        return [a.as_string() for a in attach]
+
+    @property
+    def drop(self) -> str:
+        return sql.SQL("DROP INDEX IF EXISTS {}").format(
+            sql.Identifier(self.nsp, self._temp)).as_string()
 
 
 @dataclass(frozen=True)
@@ -505,40 +635,52 @@ SELECT u.classid, u.objid, a.type, a.object_names, a.object_args,
   LEFT JOIN roots referenced ON referenced.rel = r.ref
 """
 
+_ADDRESS = " CROSS JOIN LATERAL pg_identify_object_as_address(u.classid, u.objid, 0) AS a\n"
+_NO_ADDRESS = (" CROSS JOIN LATERAL (SELECT NULL::text AS type, NULL::text[] AS object_names,"
+               " NULL::text[] AS object_args) AS a\n")
+assert _ADDRESS in _ENTRY_OBJECTS
+_PG_CONSTRAINT = 2606  # pg_constraint's oid, fixed in every PostgreSQL
+
 # Entries built per table while rows load: they need only their own table's rows.
 TABLE_BUILDS = {"INDEX", "CONSTRAINT"}
 
 
 def split_post_data(archive: SchemaArchive, source_conn: psycopg.Connection[Any], *,
-                    roles: bool) -> PostData:
-    """The post-data entries with their source identity; each loaded table's own builds apart."""
-    entries = _post_data_entries(archive, roles=roles, skip=own_publication_entries(source_conn))
-    with_oid = [e for e in entries if e.catalog[0] != 0 and e.catalog[1] != 0]
-    found = {
-        (int(classid), int(objid)): (kind, tuple(names), tuple(args), table, relkind, root, ref)
+                    roles: bool, addresses: bool = True) -> PostData:
+    """The post-data entries with their source identity; each loaded table's own builds apart.
+
+    ``addresses``: with each entry's address, by which the target's copy of it is found; only a
+    resumed copy looks (10,000 tables: 30,000 addresses, 7 MiB of the command's memory).
+    """
+    query = _ENTRY_OBJECTS if addresses else _ENTRY_OBJECTS.replace(_ADDRESS, _NO_ADDRESS)
+
+    def annotate(catalogs: list[tuple[int, int]]) -> dict[tuple[int, int], Annotation]:
+        with_oid = [c for c in catalogs if c[0] != 0 and c[1] != 0]
+        found: dict[tuple[int, int], Annotation] = {}
+        # Row by row, not fetchall(): 30,000 rows at once were 10 MiB more at the peak.
         for classid, objid, kind, names, args, table, relkind, root, ref in source_conn.execute(
-            _ENTRY_OBJECTS, [[e.catalog[0] for e in with_oid], [e.catalog[1] for e in with_oid]]
-        ).fetchall()
-    }
+                query, [[c[0] for c in with_oid], [c[1] for c in with_oid]]):
+            # Interned: 30,000 entries of 10,000 tables repeat a few kinds, schema and table
+            # names.
+            address = (None if kind is None else
+                       (sys.intern(kind), tuple(map(sys.intern, names)), tuple(args)))
+            found[(int(classid), int(objid))] = (
+                address, None if table is None else sys.intern(table), relkind,
+                tuple(sorted({int(r) for r in (root, ref) if r is not None})))
+        return found
+
+    entries = _post_data_entries(archive, roles=roles, skip=own_publication_entries(source_conn),
+                                 annotate=annotate)
     keys = _key_builds(source_conn)
-    annotated: list[Entry] = []
     per_table: dict[str, list[Entry]] = {}
     key_builds: dict[int, KeyBuild] = {}
     for entry in entries:
-        if (info := found.get(entry.catalog)) is not None:
-            kind, names, args, table, relkind, root, ref = info
-            # Interned: 30,000 entries of 10,000 tables repeat a few kinds and schema names.
-            entry = replace(entry, address=(sys.intern(kind), tuple(map(sys.intern, names)),
-                                            tuple(args)),
-                            table=table, table_kind=relkind,
-                            locks=tuple(sorted({int(r) for r in (root, ref) if r is not None})))
-        annotated.append(entry)
         if entry.desc in TABLE_BUILDS and entry.table_kind == "r" and entry.table is not None:
             per_table.setdefault(entry.table, []).append(entry)
-            if entry.address and entry.address[0] == "table constraint" and \
-                    (build := keys.get(entry.address[1])) is not None:
+            if entry.catalog[0] == _PG_CONSTRAINT and \
+                    (build := keys.get(entry.catalog[1])) is not None:
                 key_builds[entry.dump_id] = build
-    return PostData(annotated, per_table, key_builds)
+    return PostData(entries, per_table, key_builds)
 
 
 # The part of pg_get_indexdef() after the index and table names: "USING btree (id) WITH (...)".
@@ -546,8 +688,9 @@ _INDEXDEF_TAIL = re.compile(r'^CREATE UNIQUE INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:
                             r'(?:"(?:[^"]|"")*"|[^" ]+)(?:\.(?:"(?:[^"]|"")*"|[^" ]+))? (USING .*)$')
 
 
-def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, ...], KeyBuild]:
-    """Two-step builds for the primary key and unique constraints that allow one.
+def _key_builds(conn: psycopg.Connection[Any]) -> dict[int, KeyBuild]:
+    """Two-step builds for the primary key and unique constraints that allow one, by the
+    constraint's oid.
 
     ``USING INDEX`` takes only a plain unique b-tree index: no expressions, no predicate, no
     INCLUDE columns, no NULLS NOT DISTINCT. Any other constraint keeps pg_dump's own statement.
@@ -570,29 +713,14 @@ def _key_builds(conn: psycopg.Connection[Any]) -> dict[tuple[str, ...], KeyBuild
         ).fetchall()
     finally:
         conn.execute("SELECT set_config('search_path', %s, true)", [saved[0] if saved else ""])
-    builds: dict[tuple[str, ...], KeyBuild] = {}
+    builds: dict[int, KeyBuild] = {}
     for nsp, rel, con, con_oid, primary, deferrable, deferred, clustered, replident, indexdef in rows:
         match = _INDEXDEF_TAIL.match(indexdef)
         if match is None:
             continue
-        table = sql.Identifier(nsp, rel)
-        temp = f"rdsmigrate_key_{con_oid}"
-        kind = sql.SQL("PRIMARY KEY" if primary else "UNIQUE")
-        when = sql.SQL((" DEFERRABLE" if deferrable else "") + (" INITIALLY DEFERRED" if deferred else ""))
-        attach = [sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
-            table, sql.Identifier(con), kind, sql.Identifier(temp), when)]
-        if clustered:
-            attach.append(sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(table, sql.Identifier(con)))
-        if replident:
-            attach.append(sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(
-                table, sql.Identifier(con)))
-        builds[(nsp, rel, con)] = KeyBuild(
-            table=f"{nsp}.{rel}",
-            create=sql.SQL("CREATE UNIQUE INDEX {} ON ONLY {} {}").format(
-                sql.Identifier(temp), table, sql.SQL(match.group(1))).as_string(conn),
-            attach=[a.as_string(conn) for a in attach],
-            drop=sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(nsp, temp)).as_string(conn),
-        )
+        builds[int(con_oid)] = KeyBuild(
+            sys.intern(nsp), rel, con, int(con_oid), bool(primary), bool(deferrable),
+            bool(deferred), bool(clustered), bool(replident), sys.intern(match.group(1)))
     return builds
 
 

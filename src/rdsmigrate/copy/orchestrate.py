@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rdsmigrate import preflight, schema
-from rdsmigrate.copy import objects, postdata, replace, roles, snapshot
+from rdsmigrate import memory, preflight, schema
+from rdsmigrate.copy import objects, postdata, predata, replace, roles, snapshot
 from rdsmigrate.copy.indexes import IndexBuilder
 from rdsmigrate.copy.plan import Unit, plan
 from rdsmigrate.copy.report import CopyReport, TableCopy
@@ -59,6 +59,14 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
     preflight.require_ready(report)
     preflight_seconds = time.monotonic() - started
     state = CopyState.open(options.state_dir, source, target, resume=options.resume)
+    try:
+        return _run(source, target, options, reporter, state, started, preflight_seconds)
+    finally:
+        state.close()
+
+
+def _run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Reporter,
+         state: CopyState, started: float, preflight_seconds: float) -> CopyReport:
     job = _CopyJob(source, target, options, reporter, state)
     job.phases["preflight"] = preflight_seconds
     with job.timed("snapshot+plan"):
@@ -74,12 +82,12 @@ def run(source: Endpoint, target: Endpoint, options: CopyOptions, reporter: Repo
             catalog.without_jit(src_snap)
             snapshot.import_into(src_snap, snap.snapshot_id)
             units, binary_ok = job.plan_rows(src_snap)
-            # Workers start now: they connect and import the snapshot while the schema goes in.
             pool = job.pool(snap.snapshot_id, units, binary_ok)
-            pool.start()
         try:
-            archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin)
-            post = schema.split_post_data(archive, src_snap, roles=options.roles)
+            archive = job.schema_before_rows(tools, snap.snapshot_id, src_snap, tgt_admin, pool)
+            memory.release()  # the pre-data's entries
+            pool.start()
+            post = job.post
             if options.resume:
                 postdata.repair(tgt_admin, post)
             job.indexes = IndexBuilder(archive, target, post, state, options.jobs, job.hint)
@@ -120,6 +128,7 @@ class _CopyJob:
         self.roles_copied = roles.RolesCopied()
         self.settings_applied = self.sequences = self.large_objects = self.matviews = 0
         self.indexes: IndexBuilder | None = None
+        self.post = schema.PostData([], {})
         self.resolved = selection.EVERYTHING
         # sync has no --resume: a rerun copies again, replacing what this run wrote.
         self.hint = ("rerun the same `rdsmigrate sync` (it copies again)" if options.keep_slot
@@ -195,18 +204,38 @@ class _CopyJob:
         return Pool(self.source, self.target, snapshot_id, units, binary_ok, self.options.jobs,
                     on_progress, on_unit_done)
 
+    def read_post_data(self, archive: schema.SchemaArchive,
+                       src_snap: psycopg.Connection[Any]) -> None:
+        """The post-data entries, read once pg_dump is done.
+
+        Memory at 10,000 tables: pg_dump alone takes 82 MiB, reading 30,000 post-data entries
+        briefly 40 MiB more, the pre-data's 10,000 entries 20 MiB, the workers' process server
+        25 MiB and the workers 20 more. So one after the other, each step's garbage handed back
+        to the system (:func:`rdsmigrate.memory.release`) before the next: the server starts
+        while the pre-data's sessions run, the workers (forked from it in milliseconds) once the
+        pre-data is in.
+        """
+        self.post = schema.split_post_data(archive, src_snap, roles=self.options.roles,
+                                           addresses=self.options.resume)
+        memory.release()
+
     def schema_before_rows(self, tools: ClientTools, snapshot_id: str,
-                           src_snap: psycopg.Connection[Any],
-                           tgt_admin: psycopg.Connection[Any]) -> schema.SchemaArchive:
-        """Pre-data schema and database settings, unless a resumed run already did them."""
+                           src_snap: psycopg.Connection[Any], tgt_admin: psycopg.Connection[Any],
+                           pool: Pool) -> schema.SchemaArchive:
+        """Pre-data schema and database settings, unless a resumed run already did them; the
+        post-data entries (:meth:`read_post_data`); the workers' server started on the way."""
         if self.state.has("pre-data"):
+            archive = schema.SchemaArchive(self.state.archive_path, tools)
+            self.read_post_data(archive, src_snap)
+            pool.prepare()
             pre = next(e for e in self.state.events if e["event"] == "pre-data")
             self.roles_created, self.settings_applied = pre.get("roles", []), pre.get("settings", 0)
-            return schema.SchemaArchive(self.state.archive_path, tools)
+            return archive
         workdir = self.state.path.parent
         with self.timed("schema"), self.reporter.phase("schema (pre-data)"):
             archive = schema.dump(tools, self.source, snapshot_id, self.resolved,
                                   self.state.archive_path)
+            self.read_post_data(archive, src_snap)
             pause("copy:pre-data")
             if self.options.roles:
                 # All or none: copy_roles runs in one transaction.
@@ -228,9 +257,9 @@ class _CopyJob:
                 with tgt_admin.transaction():
                     self.settings_applied = schema.copy_database_settings(
                         src_snap, tgt_admin, self.target.dbname)
-                    if not schema.restore_pre_data(archive, self.target, workdir,
-                                                   roles=self.options.roles,
-                                                   target_conn=tgt_admin):
+                    if not predata.restore(archive, self.target, workdir,
+                                           roles=self.options.roles, target_conn=tgt_admin,
+                                           jobs=self.options.jobs, ready=pool.prepare):
                         self.notes.append(PIECEWISE_PRE_DATA_NOTE)
             except BaseException:
                 self._undo_roles(tgt_admin)

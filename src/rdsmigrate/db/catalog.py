@@ -200,14 +200,15 @@ def list_tables(conn: psycopg.Connection[Any],
     # One Column object per distinct column: thousands of tables of one shape (a schema per
     # tenant) share theirs, which saves most of the objects' time and memory.
     known: dict[tuple[str, str, bool, str | None], Column] = {}
-    for oid, *fields in conn.execute(_COLUMNS_SQL, [oids]).fetchall():
+    # Row by row, not fetchall(): a list of 50,000 rows at once outlives them as holes.
+    for oid, *fields in conn.execute(_COLUMNS_SQL, [oids]):
         shape = (fields[0], fields[1], fields[2], fields[3])
         column = known.get(shape)
         if column is None:
             column = known[shape] = Column(*shape)
         columns[oid].append(column)
     keys: dict[int, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
-    for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]).fetchall():
+    for oid, primary, cols, types in conn.execute(_KEYS_SQL, [oids]):
         keys[oid] = (primary, tuple(cols), tuple(types))
     tables = []
     for oid, schema, name, replident, est_rows, size, partition_of, has_ri, unlogged in rows:
