@@ -107,6 +107,9 @@ def restore(archive: schema.SchemaArchive, target: Endpoint, workdir: Path, *, r
 
 
 class _Sessions:
+    """One session (and thread) per share of entries; every transaction stays open until all of
+    them have run their entries, then all commit, or all are rolled back."""
+
     def __init__(self, target: Endpoint, shares: list[list[schema.Entry]]) -> None:
         self.target = target
         self.shares = shares
