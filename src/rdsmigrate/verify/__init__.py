@@ -237,7 +237,9 @@ def _compare_tables(src: Side, tgt: Side, pairs: list[tuple[catalog.Table, catal
         futures: list[Future[None]] = []
         for s, t in pairs:
             chunks = planned[s.qualified].result() if s.qualified in planned else [WHOLE]
-            cmp = _Comparison(s, checksum.row_hash(s, t), [], [], [], 0)
+            # As text: 10,000 tables' composed expressions held 20 MiB until the end.
+            cmp = _Comparison(s, sql.SQL(checksum.row_hash(s, t).as_string(src.conn)),
+                              [], [], [], 0)
             comparisons.append(cmp)
             futures.extend(_submit_chunks(src, tgt, cmp, chunks, reporter, lock))
         for fut in futures:
@@ -262,9 +264,8 @@ def _submit_chunks(src: Side, tgt: Side, cmp: _Comparison, chunks: list[Chunk],
     cmp.chunks, cmp.src, cmp.tgt, cmp.pending = chunks, [None] * n, [None] * n, 2 * n
     futures = []
     for i, chunk in enumerate(chunks):
-        query, params = checksum_query(cmp.source, cmp.row_hash, chunk)
         for side, into in ((src, cmp.src), (tgt, cmp.tgt)):
-            job = _recorded(query, params, cmp, i, into, side is src, reporter, lock)
+            job = _recorded(chunk, cmp, i, into, side is src, reporter, lock)
             futures.append(side.submit(job, cmp.source.qualified))
     return futures
 
@@ -289,11 +290,15 @@ def _checksummer(query: sql.Composed, params: list[Any]) -> Callable[[psycopg.Co
     return lambda conn: run_checksum(conn, query, params)
 
 
-def _recorded(query: sql.Composed, params: list[Any], cmp: _Comparison, index: int,
-              into: list[Sums | None], is_source: bool, reporter: Reporter,
+def _recorded(chunk: Chunk, cmp: _Comparison, index: int, into: list[Sums | None],
+              is_source: bool, reporter: Reporter,
               lock: threading.Lock) -> Callable[[psycopg.Connection[Any]], None]:
-    """Run one side's checksum of one chunk and account for it in the table's progress."""
+    """Run one side's checksum of one chunk and account for it in the table's progress.
+
+    The query is composed when the job runs, not when it is queued: every table's jobs are
+    queued at once, and 20,000 composed queries waiting were 30 MiB at 10,000 tables."""
     def recorded(conn: psycopg.Connection[Any]) -> None:
+        query, params = checksum_query(cmp.source, cmp.row_hash, chunk)
         with lock:
             if cmp.task is None:
                 cmp.started = time.monotonic()
