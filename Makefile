@@ -58,12 +58,18 @@ lint: $(STAMP)
 # `make bench BENCH_ARGS="--scale 120 --rounds 5"`.
 # pgcopydb is a contender when it can be installed (Debian package, as root); otherwise the
 # report says it is absent.
-bench: $(STAMP)
+# pgcopydb, a contender of both benchmarks: installed as root with apt-get when missing, else
+# reported as absent.
+define INSTALL_PGCOPYDB
 	@if command -v pgcopydb >/dev/null; then :; \
 	elif [ "$$(id -u)" != 0 ]; then echo "bench: pgcopydb is not installed and we are not root: it will be reported as absent (sudo apt-get install pgcopydb)"; \
 	else { apt-cache policy pgcopydb 2>/dev/null | grep -q 'Candidate: [0-9]' || apt-get update -qq; } && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null && echo "bench: installed pgcopydb" || \
 	  echo "bench: pgcopydb could not be installed (apt-get failed): it will be reported as absent"; fi
+endef
+
+bench: $(STAMP)
+	$(INSTALL_PGCOPYDB)
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench --online $(ONLINE_ARGS)
 
@@ -72,6 +78,7 @@ bench: $(STAMP)
 # phase grows. Long: at 10,000 tables one round of all contenders takes about half an hour here.
 TABLES ?= 1000,10000
 bench-tables: $(STAMP)
+	$(INSTALL_PGCOPYDB)
 	$(PY) -m bench --tables $(TABLES) $(TABLES_ARGS)
 
 clean:
