@@ -1,7 +1,8 @@
 """Schema transfer with the real tools: ``pg_dump --schema-only`` once, restored in two halves.
 
 The pre-data half (types, tables, functions, views) goes in before the rows; the post-data half
-(indexes, constraints, foreign keys, triggers) after them, built by ``pg_restore -j`` in parallel.
+(indexes, constraints, foreign keys, triggers) after them, both read once from ``pg_restore --file
+-`` and run through the tool's own sessions, several at once.
 Loading into tables without indexes, foreign keys or triggers is what makes the copy fast and
 keeps triggers from firing and constraints from being checked row by row.
 
@@ -240,17 +241,17 @@ def fits_one_transaction(archive: SchemaArchive, target_conn: psycopg.Connection
 
 
 def restore_pre_data(archive: SchemaArchive, target: Endpoint, workdir: Path, *, roles: bool,
-                     target_conn: psycopg.Connection[Any], pieces: bool = False) -> bool:
-    """Restore pre-data with ``pg_restore`` in one transaction, so that a failure leaves nothing
-    behind, unless the target's lock table cannot hold it (:func:`fits_one_transaction`) or
-    ``pieces``; returns whether it was one. (:mod:`rdsmigrate.copy.predata` does the same in
-    several sessions.)
+                     target_conn: psycopg.Connection[Any], atomic: bool) -> bool:
+    """Restore pre-data with ``pg_restore``: if ``atomic``, in one transaction, so that a failure
+    leaves nothing behind, else (the caller found the lock table too small, see
+    :func:`fits_one_transaction`) in pieces; returns whether it was one. The usual way is
+    :func:`rdsmigrate.copy.predata.restore`, in several sessions.
 
-    ``target_conn`` only reads the lock table's size and the server's version.
+    ``target_conn`` only reads the server's version.
     """
     lines = _restorable(archive, roles=roles)
     major = target_conn.info.server_version // 10000
-    if not pieces and fits_one_transaction(archive, target_conn, roles=roles):
+    if atomic:
         try:
             restore_lines(archive, target, lines, workdir, "pre-data", section="pre-data",
                           roles=roles, atomic=True, target_major=major)

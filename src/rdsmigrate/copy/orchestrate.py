@@ -256,9 +256,9 @@ class _CopyJob:
             if self.options.replace or self.options.resume:
                 replace.drop_recreated(archive, src_snap, tgt_admin, roles=self.options.roles)
             try:
-                # Settings first, in a transaction committed only once pg_restore has committed
+                # Settings first, in a transaction committed only once the restore has committed
                 # its own: a failure of either leaves neither (exit 2 means nothing written).
-                # The restore's session does not see the uncommitted settings, as it must not
+                # The restore's sessions do not see the uncommitted settings, as they must not
                 # (default_transaction_read_only, search_path).
                 with tgt_admin.transaction():
                     self.settings_applied = schema.copy_database_settings(

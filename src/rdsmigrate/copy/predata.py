@@ -89,10 +89,10 @@ def restore(archive: schema.SchemaArchive, target: Endpoint, workdir: Path, *, r
     ready()
     if not fits:
         return schema.restore_pre_data(archive, target, workdir, roles=roles,
-                                       target_conn=target_conn, pieces=True)
+                                       target_conn=target_conn, atomic=False)
     if entries is None:
         return schema.restore_pre_data(archive, target, workdir, roles=roles,
-                                       target_conn=target_conn)
+                                       target_conn=target_conn, atomic=True)
     if not entries:  # a database of large objects only, say
         return True
     try:
@@ -102,7 +102,7 @@ def restore(archive: schema.SchemaArchive, target: Endpoint, workdir: Path, *, r
             raise
         # Rolled back whole; other sessions' locks left too few: go on in pieces.
         return schema.restore_pre_data(archive, target, workdir, roles=roles,
-                                       target_conn=target_conn, pieces=True)
+                                       target_conn=target_conn, atomic=False)
     return True
 
 
