@@ -119,11 +119,16 @@ def build_regress(src: Path) -> Path:
     regress.so, and refint/autoinc which its Makefile copies in from contrib/spi)."""
     _run(["./configure", "--without-icu", "--without-readline", "--without-zlib",
           "--without-openssl", "--without-llvm", "--without-lz4", "--without-zstd"], cwd=src)
-    _run(["make", "-s", "-j2", "-C", "src/test/regress", "all"], cwd=src)
+    # Run under `make test`, make's own MAKELEVEL/MAKEFLAGS reach us: PostgreSQL's makefiles
+    # build the generated headers (utils/errcodes.h) first only at MAKELEVEL 0, so a cold build
+    # here failed. A clean make environment, and the headers asked for by name.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    _run(["make", "-s", "-C", "src/backend", "generated-headers"], cwd=src, env=env)
+    _run(["make", "-s", "-j2", "-C", "src/test/regress", "all"], cwd=src, env=env)
     regress = src / "src" / "test" / "regress"
     for module in MODULES:
         if not (regress / f"{module}.so").exists():
-            _run(["make", "-s", "-C", "contrib/spi"], cwd=src)
+            _run(["make", "-s", "-C", "contrib/spi"], cwd=src, env=env)
             shutil.copy(src / "contrib" / "spi" / f"{module}.so", regress / f"{module}.so")
     return regress
 
