@@ -72,7 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.markdown is not None:
-        sys.stdout.write(report.markdown(json.loads(args.markdown.read_text())))
+        try:
+            result = json.loads(args.markdown.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--markdown {args.markdown}: cannot read it as JSON ({exc})")
+        if not isinstance(result, dict) or "contenders" not in result:
+            # Online and many-tables results print their own tables when they run.
+            parser.error(f"--markdown {args.markdown} is not a copy-benchmark result (no "
+                         "contenders in it); pass one written by `python -m bench` without "
+                         "--online or --tables, e.g. bench/results/latest.json")
+        sys.stdout.write(report.markdown(result))
         return 0
     if args.scale < 1 or args.rounds < 1 or args.load_seconds < 1:
         parser.error("--scale, --rounds and --load-seconds must be at least 1")
