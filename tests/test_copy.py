@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -63,6 +65,44 @@ def test_split_tables_arrive_complete_with_no_row_lost_or_doubled(
     assert fingerprints["public.heap_only"][0] == 40000 - 40000 // 7
     with psycopg.connect(pg_target.dsn(target_db)) as conn:
         assert conn.execute("SELECT count(DISTINCT b) FROM heap_only").fetchone() == (34286,)
+
+
+def test_big_tables_builds_run_at_most_one_per_job_at_once(
+    pg_source: LocalCluster, source_db: str, pg_target: LocalCluster, target_db: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four builds of big tables at once (two builder threads a job) oversubscribed two cores
+    with their parallel workers; the target's own view of its sessions counts the builds."""
+    monkeypatch.setattr(indexes_module, "SEPARATE_BUILDS_BYTES", 0)  # every table is big
+    with psycopg.connect(pg_source.dsn(source_db), autocommit=True) as conn:
+        for t in range(3):
+            conn.execute(f"""
+                CREATE TABLE wide{t} (id int PRIMARY KEY, a text, b text, c text);
+                INSERT INTO wide{t} SELECT g, md5(g::text), md5((g * 7)::text),
+                       md5((g * 13)::text) FROM generate_series(1, 150000) g;
+                CREATE INDEX ON wide{t} (a); CREATE INDEX ON wide{t} (b);
+                CREATE INDEX ON wide{t} (c, a)""")
+    most, stop = [0], threading.Event()
+
+    def watch() -> None:
+        with admin(pg_target, target_db) as conn:
+            while not stop.is_set():
+                (n,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND state = 'active'"
+                    " AND query ~ 'CREATE (UNIQUE )?INDEX'").fetchone() or (0,)
+                most[0] = max(most[0], n)
+                time.sleep(0.003)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        _run_copy(pg_source, source_db, pg_target, target_db, tmp_path, jobs=2)
+    finally:
+        stop.set()
+        watcher.join()
+    assert 1 <= most[0] <= 2, most[0]
+    assert_same(pg_source.dsn(source_db), pg_target.dsn(target_db))
 
 
 def test_only_a_table_of_more_than_one_and_a_half_shares_is_split_and_whole_tables_load_frozen(
