@@ -19,8 +19,9 @@ workers it forks outlive the ``rdsmigrate`` command for a moment and are reaped 
 CPU (the workers' row relay, two thirds of the tool's) never reaches ``RUSAGE_CHILDREN``; it was
 counted as load from outside the benchmark instead. So the tool's CPU is the larger of that
 figure and the sampler's sum over every process it saw (last value seen per pid: a process
-living less than 50 ms may be missed there); the sampler also gives a per-program split. The servers' CPU is the postmaster's
-own and reaped children's time plus its live children's, before and after. What the machine's
+living less than 50 ms may be missed there); the sampler also gives a per-program split. The
+servers' CPU is the postmaster's own and reaped children's time plus its live children's,
+before and after. What the machine's
 cores did beyond the tool and the servers (``other_cpu_seconds``, from ``/proc/stat``) is load
 from outside the benchmark (plus a little kernel work: interrupts, writeback): on a shared
 machine it says which runs were disturbed.

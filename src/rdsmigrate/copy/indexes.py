@@ -10,9 +10,9 @@ to 25 s. Once every row is in (:meth:`IndexBuilder.rows_done`), up to two builds
 once with the server's parallel workers: one finished table's indexes and key constraints must
 not wait for another's (at scale 40, with one builder, the big table's primary key waited 1.3 s
 behind the other table's three indexes). But no more than one big table's build per job: at
-scale 40, four at once (twelve processes with their parallel workers, on two cores) took the
-index phase 0.5 s longer than two at once, in each of 6 paired durable runs (2.99 s against
-2.37 s, medians). Small tables' builds are not held back: they wait mostly for the flush of each
+scale 40, four at once (twelve processes with their parallel workers, on two cores) made the
+index phase longer than two at once in each of 6 paired durable runs (by 0.07-0.97 s; medians
+2.99 s against 2.37 s). Small tables' builds are not held back: they wait mostly for the flush of each
 new index file, which side by side sessions overlap. Everything that needs several tables
 (foreign keys) or runs in the end anyway (triggers, policies) waits for the final pass.
 
